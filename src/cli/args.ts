@@ -1,0 +1,80 @@
+/**
+ * Flag parsing shared by the commands: node's parseArgs in strict mode (an
+ * unknown flag is an error), and each flag's environment variable
+ * (SIDECAR_INJECTOR_ + upper snake case) as the fallback. A flag wins.
+ */
+import { parseArgs } from 'node:util';
+
+export interface FlagSpec {
+  type: 'string' | 'boolean';
+  multiple?: boolean;
+  short?: string;
+  default?: string | boolean;
+  /** Read SIDECAR_INJECTOR_<NAME> when the flag is absent. */
+  env?: boolean;
+  help: string;
+}
+
+export type FlagSpecs = Record<string, FlagSpec>;
+export type ParsedFlags = Record<string, string | boolean | string[] | undefined>;
+
+export class UsageError extends Error {}
+
+export function envName(flag: string): string {
+  return `SIDECAR_INJECTOR_${flag.replace(/-/g, '_').toUpperCase()}`;
+}
+
+export function parseFlags(
+  specs: FlagSpecs,
+  argv: string[],
+  env: Readonly<Record<string, string | undefined>>,
+  allowPositionals = false,
+): { flags: ParsedFlags; positionals: string[] } {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      strict: true,
+      allowPositionals,
+      options: Object.fromEntries(
+        Object.entries(specs).map(([name, s]) => [
+          name,
+          { type: s.type, ...(s.multiple ? { multiple: true } : {}), ...(s.short ? { short: s.short } : {}) },
+        ]),
+      ),
+    });
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const flags = { ...parsed.values } as ParsedFlags;
+  for (const [name, s] of Object.entries(specs)) {
+    if (flags[name] !== undefined) continue;
+    const fromEnv = s.env ? env[envName(name)] : undefined;
+    if (fromEnv !== undefined && fromEnv !== '') {
+      flags[name] = s.type === 'boolean' ? ['1', 'true', 'yes'].includes(fromEnv.toLowerCase()) : fromEnv;
+    } else if (s.default !== undefined) {
+      flags[name] = s.default;
+    }
+  }
+  return { flags, positionals: parsed.positionals };
+}
+
+export function intFlag(flags: ParsedFlags, name: string, min: number, max: number): number {
+  const raw = String(flags[name]);
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || n < min || n > max) throw new UsageError(`--${name}: expected a whole number from ${min} to ${max}, got "${raw}"`);
+  return n;
+}
+
+export function flagHelp(specs: FlagSpecs): string {
+  return Object.entries(specs)
+    .map(([name, s]) => {
+      const arg = s.type === 'string' ? ` ${name === 'file' ? 'FILE' : 'VALUE'}` : '';
+      const left = `  ${s.short ? `-${s.short}, ` : ''}--${name}${arg}`;
+      const extra = [s.default !== undefined && s.default !== false ? `default ${String(s.default)}` : '', s.env ? `env ${envName(name)}` : '']
+        .filter(Boolean)
+        .join('; ');
+      return `${left.padEnd(30)} ${s.help}${extra ? ` (${extra})` : ''}`;
+    })
+    .join('\n');
+}

@@ -1,0 +1,85 @@
+/**
+ * Builds the injected pod: SPEC section 6. Pure, and the input is never
+ * modified: the result shares every part of the pod that injection does not
+ * touch, so the diff (patch.ts) only walks what changed and a pod with
+ * thousands of env vars costs no more than a small one.
+ */
+import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { CompiledConfig } from './config.js';
+import { applyOverrides, readOverrides } from './overrides.js';
+import { warning } from './warning.js';
+
+/** What the status annotation records (JSON, in this key order). */
+export interface InjectionStatus {
+  profiles: string[];
+  containers: string[];
+  initContainers: string[];
+  volumes: string[];
+  revision: string;
+}
+
+export interface Injection {
+  pod: V1Pod;
+  status: InjectionStatus;
+  warnings: string[];
+}
+
+export function inject(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig): Injection {
+  const { config, keys, revision } = compiled;
+  const warnings: string[] = [];
+  const annotations = pod.metadata?.annotations;
+  const overrides = readOverrides(annotations, keys.prefix);
+
+  const sidecars: V1Container[] = [];
+  const initContainers: V1Container[] = [];
+  const volumes: V1Volume[] = [];
+  const appMounts: V1VolumeMount[] = [];
+  const injectedNames = new Set<string>();
+
+  for (const name of profileNames) {
+    const profile = config.profiles[name];
+    if (!profile) continue; // decide() only hands over known names
+    const withOverrides = (c: V1Container) => {
+      injectedNames.add(c.name);
+      return applyOverrides(c, overrides.get(c.name), profile, warnings);
+    };
+    initContainers.push(...profile.initContainers.map(withOverrides));
+    for (const c of profile.containers) {
+      const container = withOverrides(c);
+      if (profile.nativeSidecar) initContainers.push({ ...container, restartPolicy: 'Always' });
+      else sidecars.push(container);
+    }
+    volumes.push(...profile.volumes);
+    appMounts.push(...profile.appVolumeMounts);
+  }
+
+  for (const container of overrides.keys()) {
+    if (!injectedNames.has(container)) warnings.push(warning(`override for "${container}" ignored: no such injected container`));
+  }
+
+  const status: InjectionStatus = {
+    profiles: [...profileNames],
+    containers: sidecars.map((c) => c.name),
+    initContainers: initContainers.map((c) => c.name),
+    volumes: volumes.map((v) => v.name),
+    revision,
+  };
+
+  const spec = pod.spec ?? { containers: [] };
+  const appContainers =
+    appMounts.length === 0
+      ? spec.containers
+      : spec.containers.map((c) => ({ ...c, volumeMounts: [...(c.volumeMounts ?? []), ...appMounts] }));
+
+  const newSpec = { ...spec, containers: sidecars.length === 0 ? appContainers : [...appContainers, ...sidecars] };
+  // Injected init containers run first: a native sidecar must be up before the app's init containers use it.
+  if (initContainers.length > 0) newSpec.initContainers = [...initContainers, ...(spec.initContainers ?? [])];
+  if (volumes.length > 0) newSpec.volumes = [...(spec.volumes ?? []), ...volumes];
+
+  const mutated: V1Pod = {
+    ...pod,
+    metadata: { ...pod.metadata, annotations: { ...annotations, [keys.status]: JSON.stringify(status) } },
+    spec: newSpec,
+  };
+  return { pod: mutated, status, warnings };
+}

@@ -1,0 +1,116 @@
+/**
+ * Per-pod overrides of an injected container (`<prefix>/<container>.image`,
+ * `.cpu-request`, `.cpu-limit`, `.memory-request`, `.memory-limit`).
+ * Each is judged on its own; a refused one leaves the profile's value and
+ * adds a warning, so an override never blocks or smuggles in a sidecar.
+ */
+import type { V1Container } from '@kubernetes/client-node';
+import type { Profile } from './config.js';
+import { parseQuantity } from './quantity.js';
+import { warning } from './warning.js';
+
+export const OVERRIDE_SUFFIXES = ['image', 'cpu-request', 'cpu-limit', 'memory-request', 'memory-limit'] as const;
+type Suffix = (typeof OVERRIDE_SUFFIXES)[number];
+
+/** Override annotations of a pod, grouped by container name. */
+export type OverrideRequests = Map<string, Partial<Record<Suffix, string>>>;
+
+const SUFFIX_PATTERN = new RegExp(`^(.+)\\.(${OVERRIDE_SUFFIXES.join('|')})$`);
+
+export function readOverrides(annotations: Readonly<Record<string, string>> | undefined, prefix: string): OverrideRequests {
+  const out: OverrideRequests = new Map();
+  if (!annotations) return out;
+  const start = `${prefix}/`;
+  for (const [key, value] of Object.entries(annotations)) {
+    if (!key.startsWith(start)) continue;
+    const m = SUFFIX_PATTERN.exec(key.slice(start.length));
+    if (!m) continue;
+    const [, container, suffix] = m as unknown as [string, string, Suffix];
+    const entry = out.get(container) ?? {};
+    entry[suffix] = value;
+    out.set(container, entry);
+  }
+  return out;
+}
+
+// A registry prefix matches at a path boundary, so "registry.example.com" does not admit "registry.example.com.evil.io".
+function imageAllowed(image: string, registries: readonly string[]): boolean {
+  return registries.some((prefix) => {
+    if (!image.startsWith(prefix)) return false;
+    return prefix.endsWith('/') || prefix.endsWith(':') || image.length === prefix.length || '/:@'.includes(image[prefix.length] ?? '');
+  });
+}
+
+const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/;
+
+type Resource = 'cpu' | 'memory';
+
+/** Applies the overrides a profile allows; returns the container (a copy when anything changed). */
+export function applyOverrides(
+  container: V1Container,
+  requested: Partial<Record<Suffix, string>> | undefined,
+  profile: Profile,
+  warnings: string[],
+): V1Container {
+  if (!requested) return container;
+  const name = container.name;
+  const refuse = (suffix: string, value: string, why: string) =>
+    warnings.push(warning(`override ${name}.${suffix}="${value}" refused: ${why}; the profile's value is used`));
+
+  let image = container.image;
+  if (requested.image !== undefined) {
+    const value = requested.image.trim();
+    if (profile.overrides.imageRegistries.length === 0) refuse('image', value, 'the profile allows no image override');
+    else if (!IMAGE_REFERENCE.test(value) || value.length > 512) refuse('image', value, 'not an image reference');
+    else if (!imageAllowed(value, profile.overrides.imageRegistries)) refuse('image', value, 'registry not allowed');
+    else image = value;
+  }
+
+  const requests: Record<string, string> = { ...(container.resources?.requests ?? {}) };
+  const limits: Record<string, string> = { ...(container.resources?.limits ?? {}) };
+  let resourcesChanged = false;
+  for (const resource of ['cpu', 'memory'] as Resource[]) {
+    const limitKey = `${resource}-limit` as const;
+    const requestKey = `${resource}-request` as const;
+    const limitValue = requested[limitKey];
+    const requestValue = requested[requestKey];
+    if (!profile.overrides.resources) {
+      if (limitValue !== undefined) refuse(limitKey, limitValue, 'the profile allows no resource override');
+      if (requestValue !== undefined) refuse(requestKey, requestValue, 'the profile allows no resource override');
+      continue;
+    }
+    const profileLimit = limits[resource];
+    const profileRequest = requests[resource];
+    let limit = profileLimit;
+    if (limitValue !== undefined) {
+      if (parseQuantity(limitValue) === undefined) refuse(limitKey, limitValue, 'not a quantity');
+      else limit = limitValue;
+    }
+    let request = profileRequest;
+    if (requestValue !== undefined) {
+      if (parseQuantity(requestValue) === undefined) refuse(requestKey, requestValue, 'not a quantity');
+      else if (limit !== undefined && parseQuantity(requestValue)! > parseQuantity(String(limit))!) {
+        refuse(requestKey, requestValue, `above the limit ${limit}`);
+      } else request = requestValue;
+    }
+    // A lowered limit may fall under the profile's own request: then the limit yields.
+    if (limit !== profileLimit && request !== undefined && parseQuantity(String(request))! > parseQuantity(String(limit))!) {
+      refuse(limitKey, String(limit), `below the request ${request}`);
+      limit = profileLimit;
+    }
+    if (limit !== profileLimit || request !== profileRequest) {
+      resourcesChanged = true;
+      if (limit !== undefined) limits[resource] = String(limit);
+      if (request !== undefined) requests[resource] = String(request);
+    }
+  }
+
+  if (image === container.image && !resourcesChanged) return container;
+  const out: V1Container = { ...container, image };
+  if (resourcesChanged) {
+    out.resources = { ...container.resources };
+    if (Object.keys(requests).length > 0) out.resources.requests = requests;
+    if (Object.keys(limits).length > 0) out.resources.limits = limits;
+  }
+  return out;
+}

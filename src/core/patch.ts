@@ -1,0 +1,67 @@
+/**
+ * The JSON patch from the pod as received to the injected pod, as
+ * fast-json-patch operations. Only `add`s: injection extends a pod and never
+ * changes what is there, and this diff refuses (throws) if it ever would.
+ *
+ * Why not fast-json-patch's `compare`: an insert at the front of an array
+ * (native sidecars before the app's init containers) comes out of it as a
+ * cascade of `replace`s, and it walks the whole pod. This walk skips every
+ * subtree that the mutated pod shares with the original by reference, which
+ * inject() guarantees for everything it does not touch.
+ */
+import type { AddOperation } from 'fast-json-patch';
+import fastJsonPatch from 'fast-json-patch';
+
+const { escapePathComponent } = fastJsonPatch;
+
+export class NonAdditiveChangeError extends Error {
+  constructor(path: string, what: string) {
+    super(`internal error: injection would ${what} at ${path || '/'}`);
+    this.name = 'NonAdditiveChangeError';
+  }
+}
+
+type Json = unknown;
+
+function isObject(v: Json): v is Record<string, Json> {
+  return v !== null && typeof v === 'object' && !Array.isArray(v);
+}
+
+function sameElement(a: Json, b: Json): boolean {
+  if (a === b) return true;
+  // A changed copy of a named element (a container given volumeMounts) is still that element.
+  if (isObject(a) && isObject(b)) return a.name !== undefined && a.name === b.name;
+  return false;
+}
+
+function diff(original: Json, mutated: Json, path: string, ops: AddOperation<Json>[]): void {
+  if (original === mutated) return;
+  if (Array.isArray(original) && Array.isArray(mutated)) {
+    let i = 0;
+    mutated.forEach((item, j) => {
+      const at = `${path}/${j}`;
+      if (i < original.length && sameElement(original[i], item)) diff(original[i++], item, at, ops);
+      else ops.push({ op: 'add', path: at, value: item });
+    });
+    if (i < original.length) throw new NonAdditiveChangeError(`${path}/${i}`, 'remove an array element');
+    return;
+  }
+  if (isObject(original) && isObject(mutated)) {
+    for (const key of Object.keys(original)) {
+      if (!Object.hasOwn(mutated, key)) throw new NonAdditiveChangeError(`${path}/${escapePathComponent(key)}`, 'remove a field');
+    }
+    for (const key of Object.keys(mutated)) {
+      const at = `${path}/${escapePathComponent(key)}`;
+      if (Object.hasOwn(original, key)) diff(original[key], mutated[key], at, ops);
+      else ops.push({ op: 'add', path: at, value: mutated[key] });
+    }
+    return;
+  }
+  if (JSON.stringify(original) !== JSON.stringify(mutated)) throw new NonAdditiveChangeError(path, 'replace a value');
+}
+
+export function additivePatch(original: Json, mutated: Json): AddOperation<Json>[] {
+  const ops: AddOperation<Json>[] = [];
+  diff(original, mutated, '', ops);
+  return ops;
+}

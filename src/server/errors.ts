@@ -1,0 +1,20 @@
+/** Every error the HTTP edge answers with: one catalogue, documented in the README. */
+export const HTTP_ERRORS = {
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'Content-Type must be application/json' },
+  BODY_TOO_LARGE: { status: 413, message: 'request body exceeds 3 MiB' },
+  INVALID_JSON: { status: 400, message: 'request body is not valid JSON' },
+  INVALID_REVIEW: { status: 400, message: 'not an AdmissionReview' },
+  NOT_FOUND: { status: 404, message: 'no such route' },
+} as const;
+
+export type HttpErrorCode = keyof typeof HTTP_ERRORS;
+
+export interface HttpErrorBody {
+  error: string;
+  code: HttpErrorCode;
+}
+
+export function httpError(code: HttpErrorCode, detail?: string): { status: number; body: HttpErrorBody } {
+  const { status, message } = HTTP_ERRORS[code];
+  return { status, body: { error: detail ? `${message}: ${detail}` : message, code } };
+}
