@@ -54,13 +54,15 @@ export function applyOverrides(
 ): V1Container {
   if (!requested) return container;
   const name = container.name;
-  const refuse = (suffix: string, value: string, why: string) =>
-    warnings.push(warning(`override ${name}.${suffix}="${value}" refused: ${why}; the profile's value is used`));
+  const refuse = (suffix: string, value: string, why: string) => {
+    const shown = value.length > 40 ? `${value.slice(0, 39)}…` : value;
+    warnings.push(warning(`override ${name}.${suffix}="${shown}" refused (${why}), profile value kept`));
+  };
 
   let image = container.image;
   if (requested.image !== undefined) {
     const value = requested.image.trim();
-    if (profile.overrides.imageRegistries.length === 0) refuse('image', value, 'the profile allows no image override');
+    if (profile.overrides.imageRegistries.length === 0) refuse('image', value, 'not allowed by the profile');
     else if (!IMAGE_REFERENCE.test(value) || value.length > 512) refuse('image', value, 'not an image reference');
     else if (!imageAllowed(value, profile.overrides.imageRegistries)) refuse('image', value, 'registry not allowed');
     else image = value;
@@ -75,8 +77,8 @@ export function applyOverrides(
     const limitValue = requested[limitKey];
     const requestValue = requested[requestKey];
     if (!profile.overrides.resources) {
-      if (limitValue !== undefined) refuse(limitKey, limitValue, 'the profile allows no resource override');
-      if (requestValue !== undefined) refuse(requestKey, requestValue, 'the profile allows no resource override');
+      if (limitValue !== undefined) refuse(limitKey, limitValue, 'not allowed by the profile');
+      if (requestValue !== undefined) refuse(requestKey, requestValue, 'not allowed by the profile');
       continue;
     }
     const profileLimit = limits[resource];
