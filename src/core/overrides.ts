@@ -45,6 +45,13 @@ const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/;
 
 type Resource = 'cpu' | 'memory';
 
+/** True when both are quantities and `a` is larger. */
+function exceeds(a: string | number | undefined, b: string | number | undefined): boolean {
+  if (a === undefined || b === undefined) return false;
+  const [x, y] = [parseQuantity(String(a)), parseQuantity(String(b))];
+  return x !== undefined && y !== undefined && x > y;
+}
+
 /** Applies the overrides a profile allows; returns the container (a copy when anything changed). */
 export function applyOverrides(
   container: V1Container,
@@ -91,12 +98,12 @@ export function applyOverrides(
     let request = profileRequest;
     if (requestValue !== undefined) {
       if (parseQuantity(requestValue) === undefined) refuse(requestKey, requestValue, 'not a quantity');
-      else if (limit !== undefined && parseQuantity(requestValue)! > parseQuantity(String(limit))!) {
+      else if (exceeds(requestValue, limit)) {
         refuse(requestKey, requestValue, `above the limit ${limit}`);
       } else request = requestValue;
     }
     // A lowered limit may fall under the profile's own request: then the limit yields.
-    if (limit !== profileLimit && request !== undefined && parseQuantity(String(request))! > parseQuantity(String(limit))!) {
+    if (limit !== profileLimit && exceeds(request, limit)) {
       refuse(limitKey, String(limit), `below the request ${request}`);
       limit = profileLimit;
     }

@@ -1,0 +1,96 @@
+import { describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
+import { BUILTIN_CONFIG_PATH, parseConfigText, revisionOf } from '../../src/config/load.js';
+
+const errorsOf = (yaml: string) => {
+  const r = parseConfigText(yaml, 'cfg.yaml');
+  if (r.ok) throw new Error('expected the config to be refused');
+  return r.errors;
+};
+
+describe('config validation', () => {
+  it('accepts the example config and fills defaults', () => {
+    const r = parseConfigText(readFileSync(BUILTIN_CONFIG_PATH, 'utf8'), 'example.yaml');
+    expect(r.ok).toBe(true);
+    if (!r.ok) return;
+    expect(r.compiled.config.profiles['log-shipper']!.containers[0]!.name).toBe('log-shipper');
+    expect(r.compiled.keys.status).toBe('sidecar-injector.io/status');
+  });
+
+  it('an empty file is a valid config with the documented defaults', () => {
+    const r = parseConfigText('', 'empty.yaml');
+    expect(r.ok && r.compiled.config).toMatchObject({
+      annotationPrefix: 'sidecar-injector.io',
+      policy: 'opt-in',
+      excludeNamespaces: ['kube-system', 'kube-public', 'kube-node-lease'],
+      onConflict: 'skip',
+      allowPodOptOut: true,
+    });
+  });
+
+  it('names the path of every problem', () => {
+    const errors = errorsOf(`
+policy: sometimes
+defaultProfiles: [missing]
+profiles:
+  log-shipper:
+    containers:
+      - name: agent
+        imagePullPolcy: Always
+        resources: { requests: { cpu: lots } }
+        volumeMounts: [{ name: nowhere, mountPath: /x }]
+      - name: agent
+        image: a:1
+        ports: [{ containerPort: 70000 }]
+    appVolumeMounts: [{ name: nowhere, mountPath: /y }]
+    volumes: [{ name: v }]
+`);
+    expect(errors).toEqual(
+      expect.arrayContaining([
+        'cfg.yaml: policy: must be one of: opt-in, opt-out',
+        'cfg.yaml: profiles.log-shipper.containers[0].image: required',
+        'cfg.yaml: profiles.log-shipper.containers[0].imagePullPolcy: unknown field',
+        'cfg.yaml: profiles.log-shipper.containers[0].resources.requests.cpu: must be a Kubernetes quantity such as 100m, 64Mi or 1',
+        'cfg.yaml: profiles.log-shipper.containers[1].ports[0].containerPort: must be a port number (1-65535)',
+      ]),
+    );
+  });
+
+  it('checks what spans fields once the shapes are right', () => {
+    const errors = errorsOf(`
+defaultProfiles: [missing]
+profiles:
+  p:
+    containers:
+      - { name: agent, image: a:1, volumeMounts: [{ name: nowhere, mountPath: /x }], resources: { requests: { memory: 1Gi }, limits: { memory: 1Mi } } }
+      - { name: agent, image: a:1 }
+    appVolumeMounts: [{ name: nowhere, mountPath: /y }]
+    volumes: [{ name: v }]
+`);
+    expect(errors).toEqual([
+      'cfg.yaml: defaultProfiles[0]: no profile named "missing"',
+      'cfg.yaml: profiles.p.volumes[0]: must have exactly one volume source (e.g. emptyDir: {})',
+      'cfg.yaml: profiles.p.containers[0].volumeMounts[0].name: names no volume of this profile: "nowhere"',
+      'cfg.yaml: profiles.p.containers[0].resources.requests.memory: request 1Gi exceeds limit 1Mi',
+      'cfg.yaml: profiles.p.containers[1].name: duplicate container name "agent"',
+      'cfg.yaml: profiles.p.appVolumeMounts[0].name: names no volume of this profile: "nowhere"',
+    ]);
+  });
+
+  it('reports YAML syntax errors with line and column', () => {
+    expect(errorsOf('policy: opt-in\npolicy: opt-out\n')).toEqual(['cfg.yaml:2:1: invalid YAML: Map keys must be unique']);
+  });
+
+  it('refuses unknown top-level settings and a non-mapping root', () => {
+    expect(errorsOf('polcy: opt-in')).toEqual(['cfg.yaml: polcy: unknown field']);
+    expect(errorsOf('- a')).toEqual(['cfg.yaml: (root): must be a mapping of settings']);
+  });
+
+  it('revision hashes the parsed content: formatting and key order do not change it', () => {
+    expect(revisionOf({ a: 1, b: [1, 2] })).toBe(revisionOf({ b: [1, 2], a: 1 }));
+    expect(revisionOf({ a: 1 })).not.toBe(revisionOf({ a: 2 }));
+    const a = parseConfigText('policy: opt-in # comment\n', 'a');
+    const b = parseConfigText('policy:   "opt-in"\n', 'b');
+    expect(a.ok && b.ok && a.compiled.revision === b.compiled.revision).toBe(true);
+  });
+});
