@@ -1,8 +1,13 @@
-/** The command line: the only module that touches process (argv, env, exit, signals). */
+/** The command line: the only module that touches process (argv, env, stdio, exit, signals). */
 import { readFileSync } from 'node:fs';
+import { text } from 'node:stream/consumers';
 import { createLogger } from '../log.js';
 import { flagHelp, parseFlags, UsageError } from './args.js';
-import { SERVE_FLAGS, serve, StartupError } from './serve.js';
+import { CERTS_FLAGS, CERTS_USAGE, runCerts } from './certs.js';
+import { INJECT_FLAGS, INJECT_USAGE, runInject } from './inject.js';
+import type { CommandIO } from './io.js';
+import { SERVE_FLAGS, SERVE_USAGE, serve, StartupError } from './serve.js';
+import { runValidateConfig, VALIDATE_FLAGS, VALIDATE_USAGE } from './validate-config.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
@@ -11,17 +16,27 @@ const USAGE = `sidecar-injector ${VERSION}: a Kubernetes mutating admission webh
 Usage: sidecar-injector [COMMAND] [FLAGS]
 
 Commands:
-  serve               run the webhook server (the default)
+  serve                 run the webhook server (the default)
+  inject -f FILE|-      print manifests with sidecars injected, as the webhook would
+  certs                 write a CA and serving certificate; print the caBundle
+  validate-config FILE  check a config file
 
-Run 'sidecar-injector COMMAND --help' for a command's flags.
-  --help, --version`;
+Flags:
+  -h, --help            show help ('sidecar-injector COMMAND --help' for a command)
+  -v, --version         print the version
+
+Every flag of serve and inject's --config can also be set as an environment
+variable SIDECAR_INJECTOR_<FLAG> (e.g. SIDECAR_INJECTOR_PORT); a flag wins.`;
+
+const io: CommandIO = {
+  env: process.env,
+  readStdin: () => text(process.stdin),
+  out: (s) => process.stdout.write(s),
+  err: (s) => process.stderr.write(s),
+};
 
 async function runServe(argv: string[]): Promise<number> {
   const { flags } = parseFlags(SERVE_FLAGS, argv, process.env);
-  if (flags.help) {
-    process.stdout.write(`Usage: sidecar-injector serve [FLAGS]\n\nRuns the webhook: POST /mutate, GET /healthz, GET /readyz over HTTPS.\n\n${flagHelp(SERVE_FLAGS)}\n`);
-    return 0;
-  }
   const logger = createLogger(flags['log-level'] as string);
   const handle = await serve(flags, logger);
   await new Promise<void>((resolve) => {
@@ -36,23 +51,33 @@ async function runServe(argv: string[]): Promise<number> {
   return 0;
 }
 
+const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string; flags: typeof SERVE_FLAGS }> = {
+  serve: { run: runServe, usage: SERVE_USAGE, flags: SERVE_FLAGS },
+  inject: { run: (argv) => runInject(argv, io), usage: INJECT_USAGE, flags: INJECT_FLAGS },
+  certs: { run: (argv) => runCerts(argv, io), usage: CERTS_USAGE, flags: CERTS_FLAGS },
+  'validate-config': { run: (argv) => runValidateConfig(argv, io), usage: VALIDATE_USAGE, flags: VALIDATE_FLAGS },
+};
+
 async function main(argv: string[]): Promise<number> {
-  if (argv[0] === '--version' || argv[0] === '-v') {
-    process.stdout.write(`${VERSION}\n`);
+  const first = argv[0];
+  if (first === '--version' || first === '-v') {
+    io.out(`${VERSION}\n`);
     return 0;
   }
-  if (argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
-    process.stdout.write(`${USAGE}\n`);
+  if (first === '--help' || first === '-h') {
+    io.out(`${USAGE}\n`);
     return 0;
   }
-  const command = argv[0] === undefined || argv[0].startsWith('-') ? 'serve' : argv[0];
-  const rest = command === argv[0] ? argv.slice(1) : argv;
-  switch (command) {
-    case 'serve':
-      return runServe(rest);
-    default:
-      throw new UsageError(`unknown command "${command}" (see sidecar-injector --help)`);
+  const helpTopic = first === 'help' ? argv[1] : undefined;
+  const name = helpTopic ?? (first === undefined || first.startsWith('-') ? 'serve' : first);
+  const command = COMMANDS[name];
+  if (!command) throw new UsageError(`unknown command "${name}" (see sidecar-injector --help)`);
+  const args = name === first ? argv.slice(1) : argv;
+  if (first === 'help' || args.includes('--help') || args.includes('-h')) {
+    io.out(`${command.usage}\n\nFlags:\n${flagHelp(command.flags)}\n`);
+    return 0;
   }
+  return command.run(args);
 }
 
 main(process.argv.slice(2)).then(

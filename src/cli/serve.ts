@@ -4,7 +4,7 @@ import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../core/config.js';
-import type { NamespaceLabelLookup } from '../core/mutate.js';
+import type { NamespaceLabels } from '../core/mutate.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
 import { createApp } from '../server/app.js';
 import { listenHttps, type HttpsListener } from '../server/listen.js';
@@ -22,6 +22,13 @@ export const SERVE_FLAGS: FlagSpecs = {
   'log-level': { type: 'string', env: true, default: 'info', help: 'trace, debug, info, warn, error' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
+
+export const SERVE_USAGE = `Usage: sidecar-injector serve [FLAGS]
+
+Runs the webhook: POST /mutate, GET /healthz, GET /readyz over HTTPS (TLS 1.2+).
+
+Example:
+  sidecar-injector serve --config profiles.yaml --tls-cert /tls/tls.crt --tls-key /tls/tls.key`;
 
 export class StartupError extends Error {
   constructor(readonly problems: string[]) {
@@ -43,7 +50,7 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
-export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels: NamespaceLabelLookup = () => undefined): Promise<ServeHandle> {
+export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels: NamespaceLabels = () => undefined): Promise<ServeHandle> {
   const port = intFlag(flags, 'port', 0, 65535);
   const configPath = (flags.config as string | undefined) ?? BUILTIN_CONFIG_PATH;
   const loaded = await loadConfigFile(configPath);

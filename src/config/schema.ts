@@ -210,14 +210,32 @@ function article(type: string): string {
   return /^[aeiou]/.test(type) ? `an ${type}` : `a ${type}`;
 }
 
+const CORE_V1_LISTS = ['containers', 'initContainers', 'volumes', 'appVolumeMounts'] as const;
+
+/**
+ * The schema's output lists an object's keys in schema order; containers and
+ * volumes are injected as the operator wrote them (validated, with no
+ * defaults added), so take those from the input.
+ */
+function keepWrittenKeyOrder(config: InjectorConfig, data: unknown): void {
+  const rawProfiles = (data as { profiles?: Record<string, Record<string, unknown>> } | null)?.profiles ?? {};
+  for (const [name, profile] of Object.entries(config.profiles)) {
+    for (const list of CORE_V1_LISTS) {
+      const written = rawProfiles[name]?.[list];
+      if (Array.isArray(written)) (profile as unknown as Record<string, unknown>)[list] = written;
+    }
+  }
+}
+
 export type ValidationResult = { ok: true; config: InjectorConfig } | { ok: false; errors: string[] };
 
 /** Validates parsed YAML/JSON; every error is `path: message`. */
 export function validateConfig(data: unknown): ValidationResult {
   const result = configSchema.safeParse(data ?? {}, { reportInput: true });
   if (result.success) {
-    // The schema checked every field the core relies on; the rest is core/v1 passed through as written.
-    return { ok: true, config: result.data as unknown as InjectorConfig };
+    const config = result.data as unknown as InjectorConfig;
+    keepWrittenKeyOrder(config, data);
+    return { ok: true, config };
   }
   const errors = result.error.issues.flatMap(describe).map((e) => `${formatPath(e.path)}: ${e.message}`);
   return { ok: false, errors };

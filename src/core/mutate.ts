@@ -8,11 +8,12 @@ import { admitPod, type PodDecision } from './admit.js';
 import { allowed, complete, denied, patched, type AdmissionReviewOut } from './response.js';
 import { asPod, isPodCreate, podShapeProblem, type AdmissionReviewIn } from './review.js';
 
-export type NamespaceLabelLookup = (namespace: string) => Readonly<Record<string, string>> | undefined;
+/** Where namespace labels come from: a cache the edge keeps (never a network call on the admission path). */
+export type NamespaceLabels = (namespace: string) => Readonly<Record<string, string>> | undefined;
 
 export interface MutateContext {
   config: CompiledConfig;
-  namespaceLabels: NamespaceLabelLookup;
+  namespaceLabels: NamespaceLabels;
 }
 
 /** What the edge logs and counts for one admission. */

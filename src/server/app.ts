@@ -6,7 +6,7 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../core/config.js';
-import { mutate, type MutateSummary, type NamespaceLabelLookup } from '../core/mutate.js';
+import { mutate, type MutateSummary, type NamespaceLabels } from '../core/mutate.js';
 import { complete, denied } from '../core/response.js';
 import { parseReview } from '../core/review.js';
 import { httpError, type HttpErrorCode } from './errors.js';
@@ -16,7 +16,7 @@ export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 export interface AppDeps {
   /** The config in force; read once per admission so a reload never splits one. */
   config: () => CompiledConfig;
-  namespaceLabels: NamespaceLabelLookup;
+  namespaceLabels: NamespaceLabels;
   logger: Logger;
   /** Monotonic clock in milliseconds. */
   now: () => number;

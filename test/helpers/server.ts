@@ -7,7 +7,7 @@ import { Writable } from 'node:stream';
 import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import type { CompiledConfig } from '../../src/core/config.js';
-import type { NamespaceLabelLookup } from '../../src/core/mutate.js';
+import type { NamespaceLabels } from '../../src/core/mutate.js';
 import { createApp } from '../../src/server/app.js';
 import { listenHttps, type HttpsListener } from '../../src/server/listen.js';
 import { generateCertificates, writeCertificates, type CertificateSet } from '../../src/tls/generate.js';
@@ -36,7 +36,7 @@ export function testCertificates(): Promise<{ dir: string; set: CertificateSet }
   return certs;
 }
 
-export async function startTestServer(config: CompiledConfig, namespaceLabels: NamespaceLabelLookup = () => undefined): Promise<TestServer> {
+export async function startTestServer(config: CompiledConfig, namespaceLabels: NamespaceLabels = () => undefined): Promise<TestServer> {
   const { dir, set } = await testCertificates();
   const tls = await loadTlsPair(join(dir, 'tls.crt'), join(dir, 'tls.key'));
   if (!tls.ok) throw new Error(tls.error);
