@@ -6,7 +6,7 @@ import { flagHelp, parseFlags, UsageError } from './args.js';
 import { CERTS_FLAGS, CERTS_USAGE, runCerts } from './certs.js';
 import { INJECT_FLAGS, INJECT_USAGE, runInject } from './inject.js';
 import type { CommandIO } from './io.js';
-import { SERVE_FLAGS, SERVE_USAGE, serve, StartupError } from './serve.js';
+import { SERVE_FLAGS, SERVE_USAGE, serve, SHUTDOWN_BOUND_MS, StartupError } from './serve.js';
 import { runValidateConfig, VALIDATE_FLAGS, VALIDATE_USAGE } from './validate-config.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -40,13 +40,19 @@ async function runServe(argv: string[]): Promise<number> {
   const logger = createLogger(flags['log-level'] as string);
   const handle = await serve(flags, logger);
   await new Promise<void>((resolve) => {
-    const stop = (signal: string) => {
-      logger.info({ signal }, 'shutting down');
-      void handle.close().then(resolve);
-      process.once(signal, () => process.exit(1));
+    let signals = 0;
+    const onSignal = (signal: NodeJS.Signals) => {
+      signals += 1;
+      if (signals > 1) process.exit(1); // a second signal means "now"
+      logger.info({ signal }, 'signal received');
+      setTimeout(() => {
+        logger.error('shutdown took too long; exiting');
+        process.exit(1);
+      }, SHUTDOWN_BOUND_MS).unref();
+      void handle.shutdown().then(resolve);
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
   });
   return 0;
 }

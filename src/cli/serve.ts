@@ -1,34 +1,48 @@
-/** `serve`: load config and TLS, start the webhook. Returns a handle; main.ts owns the process. */
+/**
+ * `serve`: wires config, TLS, metrics, file watching and shutdown around the
+ * app. Returns a handle; main.ts owns the process and its signals.
+ */
 import { access } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../core/config.js';
 import type { NamespaceLabels } from '../core/mutate.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
+import { createMetrics } from '../ops/metrics.js';
+import { watchFiles, type FileWatcher } from '../ops/watch.js';
 import { createApp } from '../server/app.js';
-import { listenHttps, type HttpsListener } from '../server/listen.js';
+import { listenHttp, listenHttps, type HttpsListener, type Listener } from '../server/listen.js';
+import { createMetricsApp } from '../server/metrics-app.js';
 import { generateCertificates, writeCertificates } from '../tls/generate.js';
 import { loadTlsPair } from '../tls/load.js';
-import { intFlag, type FlagSpecs, type ParsedFlags } from './args.js';
+import { intFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
-  config: { type: 'string', env: true, help: 'profiles config file (the built-in example when absent)' },
-  'tls-cert': { type: 'string', env: true, default: 'certs/tls.crt', help: 'serving certificate (PEM)' },
-  'tls-key': { type: 'string', env: true, default: 'certs/tls.key', help: 'serving key (PEM)' },
+  config: { type: 'string', env: true, help: 'profiles config file, watched for changes (the built-in example when absent)' },
+  'tls-cert': { type: 'string', env: true, default: 'certs/tls.crt', help: 'serving certificate (PEM), watched for changes' },
+  'tls-key': { type: 'string', env: true, default: 'certs/tls.key', help: 'serving key (PEM), watched for changes' },
   'dev-certs': { type: 'boolean', env: true, default: false, help: 'create a development CA and certificate when the files are missing' },
   port: { type: 'string', env: true, default: '8443', help: 'HTTPS port for /mutate' },
+  'metrics-port': { type: 'string', env: true, default: '9090', help: 'plain HTTP port for /metrics, /healthz, /readyz; 0 turns it off' },
   host: { type: 'string', env: true, default: '0.0.0.0', help: 'address to listen on' },
+  'shutdown-delay': { type: 'string', env: true, default: '5', help: 'seconds to keep accepting after SIGTERM, while endpoints stop routing here' },
   'log-level': { type: 'string', env: true, default: 'info', help: 'trace, debug, info, warn, error' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
 export const SERVE_USAGE = `Usage: sidecar-injector serve [FLAGS]
 
-Runs the webhook: POST /mutate, GET /healthz, GET /readyz over HTTPS (TLS 1.2+).
+Runs the webhook: POST /mutate, GET /healthz, GET /readyz over HTTPS (TLS 1.2+),
+and /metrics on the metrics port. The config and certificate files are
+reloaded when they change (ConfigMap and Secret symlink swaps included).
 
 Example:
   sidecar-injector serve --config profiles.yaml --tls-cert /tls/tls.crt --tls-key /tls/tls.key`;
+
+/** Exit within this long after the first signal, whatever is still open. */
+export const SHUTDOWN_BOUND_MS = 30_000;
 
 export class StartupError extends Error {
   constructor(readonly problems: string[]) {
@@ -38,9 +52,10 @@ export class StartupError extends Error {
 
 export interface ServeHandle {
   port: number;
-  listener: HttpsListener;
-  config: CompiledConfig;
-  close(): Promise<void>;
+  metricsPort: number | undefined;
+  config(): CompiledConfig;
+  /** Readiness off at once; after the delay stop accepting, drain, close. Resolves when all is closed. */
+  shutdown(): Promise<void>;
 }
 
 async function exists(path: string): Promise<boolean> {
@@ -50,12 +65,24 @@ async function exists(path: string): Promise<boolean> {
   );
 }
 
+function secondsFlag(flags: ParsedFlags, name: string): number {
+  const raw = String(flags[name]);
+  const n = Number(raw);
+  if (raw.trim() === '' || !Number.isFinite(n) || n < 0 || n > 25) throw new UsageError(`--${name}: expected seconds from 0 to 25, got "${raw}"`);
+  return n * 1000;
+}
+
 export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels: NamespaceLabels = () => undefined): Promise<ServeHandle> {
   const port = intFlag(flags, 'port', 0, 65535);
+  const metricsPortFlag = intFlag(flags, 'metrics-port', 0, 65535);
+  const shutdownDelayMs = secondsFlag(flags, 'shutdown-delay');
+  const host = flags.host as string;
+
   const configPath = (flags.config as string | undefined) ?? BUILTIN_CONFIG_PATH;
   const loaded = await loadConfigFile(configPath);
   if (!loaded.ok) throw new StartupError(loaded.errors);
-  const config = loaded.compiled;
+  // One reference, swapped whole: an admission reads it once and never sees a half-loaded config.
+  let config = loaded.compiled;
 
   const certPath = flags['tls-cert'] as string;
   const keyPath = flags['tls-key'] as string;
@@ -68,23 +95,75 @@ export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels:
   const tls = await loadTlsPair(certPath, keyPath);
   if (!tls.ok) throw new StartupError([tls.error]);
 
+  const metrics = createMetrics();
+  metrics.configRevision(config.revision);
   let ready = true;
+  const isReady = () => ready;
+
   const app = createApp({
     config: () => config,
     namespaceLabels,
     logger,
     now: () => performance.now(),
-    ready: () => ready,
+    ready: isReady,
+    onAdmission: metrics.admission,
   });
-  const listener = await listenHttps(app, { port, host: flags.host as string, tls: tls.pair });
-  logger.info({ port: listener.port, host: flags.host, config: configPath, revision: config.revision }, 'serving /mutate over HTTPS');
+  const https: HttpsListener = await listenHttps(app, { port, host, tls: tls.pair });
+  let metricsListener: Listener | undefined;
+  if (metricsPortFlag !== 0) metricsListener = await listenHttp(createMetricsApp(metrics.registry, isReady), { port: metricsPortFlag, host });
+
+  const watchers: FileWatcher[] = [];
+  if (flags.config !== undefined) {
+    watchers.push(
+      await watchFiles([configPath], async () => {
+        const next = await loadConfigFile(configPath);
+        if (!next.ok) {
+          metrics.configReload('failure');
+          logger.error({ errors: next.errors, revision: config.revision }, 'config reload rejected; keeping the last good config');
+          return;
+        }
+        const previous = config.revision;
+        config = next.compiled;
+        metrics.configReload('success');
+        metrics.configRevision(config.revision);
+        logger.info({ revision: config.revision, previous }, 'config reloaded');
+      }),
+    );
+  }
+  watchers.push(
+    await watchFiles([certPath, keyPath], async () => {
+      const pair = await loadTlsPair(certPath, keyPath);
+      if (!pair.ok) {
+        metrics.tlsReload('failure');
+        logger.error({ error: pair.error }, 'certificate reload rejected; keeping the current pair');
+        return;
+      }
+      https.setTls(pair.pair);
+      metrics.tlsReload('success');
+      logger.info({ cert: certPath }, 'certificate reloaded');
+    }),
+  );
+
+  logger.info(
+    { port: https.port, metricsPort: metricsListener?.port ?? null, host, config: configPath, revision: config.revision },
+    'serving /mutate over HTTPS',
+  );
+
+  let shuttingDown: Promise<void> | undefined;
   return {
-    port: listener.port,
-    listener,
-    config,
-    close: async () => {
-      ready = false;
-      await listener.close();
-    },
+    port: https.port,
+    metricsPort: metricsListener?.port,
+    config: () => config,
+    shutdown: () =>
+      (shuttingDown ??= (async () => {
+        ready = false;
+        logger.info({ delaySeconds: shutdownDelayMs / 1000 }, 'shutting down: readiness off, still accepting during the delay');
+        await sleep(shutdownDelayMs);
+        for (const w of watchers) w.close();
+        logger.info('no longer accepting; draining in-flight requests');
+        const deadline = SHUTDOWN_BOUND_MS - shutdownDelayMs - 1000;
+        await Promise.all([https.drain(deadline), metricsListener?.drain(deadline)]);
+        logger.info('shut down');
+      })()),
   };
 }

@@ -22,8 +22,19 @@ export interface AppDeps {
   now: () => number;
   /** False once shutdown has begun. */
   ready: () => boolean;
-  /** Called after each answered admission (metrics). */
-  onAdmission?: (summary: MutateSummary, seconds: number) => void;
+  /** Called once per request to /mutate when its answer is sent: the decision, or `error` for a bad request. */
+  onAdmission?: (decision: MutateSummary['decision'], seconds: number) => void;
+}
+
+/** /healthz and /readyz, the same on the webhook and metrics ports. */
+export function addHealthRoutes(app: express.Express, ready: () => boolean): void {
+  app.get('/healthz', (_req: Request, res: Response) => {
+    res.json({ status: 'ok' });
+  });
+  app.get('/readyz', (_req: Request, res: Response) => {
+    if (ready()) res.json({ status: 'ready' });
+    else res.status(503).json({ status: 'shutting down' });
+  });
 }
 
 function sendError(res: Response, code: HttpErrorCode, detail?: string): void {
@@ -40,20 +51,26 @@ export function createApp(deps: AppDeps): express.Express {
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  const health = (_req: Request, res: Response) => {
-    res.json({ status: 'ok' });
-  };
-  const readiness = (_req: Request, res: Response) => {
-    if (deps.ready()) res.json({ status: 'ready' });
-    else res.status(503).json({ status: 'shutting down' });
-  };
-  app.get('/healthz', health);
-  app.get('/readyz', readiness);
+  // While draining, tell keep-alive clients to go elsewhere for their next request.
+  app.use((_req: Request, res: Response, next: NextFunction) => {
+    if (!deps.ready()) res.setHeader('Connection', 'close');
+    next();
+  });
+  addHealthRoutes(app, deps.ready);
 
   const parseJson = express.json({ limit: MAX_BODY_BYTES, type: () => true, strict: false });
 
   app.post(
     '/mutate',
+    (_req: Request, res: Response, next: NextFunction) => {
+      const start = deps.now();
+      res.locals.start = start;
+      res.on('finish', () => {
+        const summary = res.locals.summary as MutateSummary | undefined;
+        deps.onAdmission?.(summary?.decision ?? 'error', (deps.now() - start) / 1000);
+      });
+      next();
+    },
     (req: Request, res: Response, next: NextFunction) => {
       if (!req.is('application/json')) {
         deps.logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
@@ -63,7 +80,7 @@ export function createApp(deps: AppDeps): express.Express {
       parseJson(req, res, next);
     },
     (req: Request, res: Response) => {
-      const start = deps.now();
+      const start = res.locals.start as number;
       const parsed = parseReview(req.body);
       if (!parsed.ok) {
         deps.logger.warn({ problem: parsed.error }, 'rejected request: invalid AdmissionReview');
@@ -81,10 +98,12 @@ export function createApp(deps: AppDeps): express.Express {
           return;
         }
         summary = result.summary;
+        res.locals.summary = summary;
         res.json(result.review);
       } catch (err) {
         // A bug, not bad input: fail closed like the API server would on a webhook error, and say so.
         summary = { decision: 'error', namespace: request.namespace ?? '', pod: '', profiles: [], reason: String(err) };
+        res.locals.summary = summary;
         log.error({ err }, 'admission failed');
         res.json(complete(apiVersion, request.uid, denied(500, `sidecar-injector internal error: ${(err as Error).message}`)));
       }
@@ -100,7 +119,6 @@ export function createApp(deps: AppDeps): express.Express {
         },
         'admission',
       );
-      deps.onAdmission?.(summary, ms / 1000);
     },
   );
 

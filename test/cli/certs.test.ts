@@ -44,7 +44,7 @@ describe('certs', () => {
     expect(res.code).toBe(0);
     expect(openssl('x509', '-in', join(out, 'tls.crt'), '-noout', '-ext', 'subjectAltName')).toContain('DNS:localhost, IP Address:127.0.0.1');
 
-    const server = startCli(['serve', '--tls-cert', join(out, 'tls.crt'), '--tls-key', join(out, 'tls.key'), '--port', '0', '--host', '127.0.0.1']);
+    const server = startCli(['serve', '--tls-cert', join(out, 'tls.crt'), '--tls-key', join(out, 'tls.key'), '--port', '0', '--metrics-port', '0', '--shutdown-delay', '0', '--host', '127.0.0.1']);
     try {
       const ready = await server.waitForLog((l) => l.msg === 'serving /mutate over HTTPS');
       const ca = readFileSync(join(out, 'ca.crt'));

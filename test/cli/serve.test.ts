@@ -10,7 +10,7 @@ describe('sidecar-injector serve (the process npm start runs)', () => {
   it('creates development certificates when missing, serves /mutate with the example config, exits 0 on SIGTERM', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'serve-'));
     const cert = join(dir, 'certs', 'tls.crt');
-    const server = startCli(['serve', '--dev-certs', '--tls-cert', cert, '--tls-key', join(dir, 'certs', 'tls.key'), '--port', '0', '--host', '127.0.0.1']);
+    const server = startCli(['serve', '--dev-certs', '--tls-cert', cert, '--tls-key', join(dir, 'certs', 'tls.key'), '--port', '0', '--metrics-port', '0', '--shutdown-delay', '0', '--host', '127.0.0.1']);
     try {
       const ready = await server.waitForLog((l) => l.msg === 'serving /mutate over HTTPS');
       expect(statSync(join(dir, 'certs', 'tls.key')).mode & 0o777).toBe(0o600);
@@ -35,14 +35,14 @@ describe('sidecar-injector serve (the process npm start runs)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'serve-bad-'));
     const config = join(dir, 'config.yaml');
     writeFileSync(config, 'profiles:\n  p:\n    containers:\n      - name: x\n');
-    const out = await runCli(['serve', '--config', config, '--port', '0']);
+    const out = await runCli(['serve', '--config', config, '--port', '0', '--metrics-port', '0']);
     expect(out.code).toBe(1);
     expect(out.stderr).toContain(`${config}: profiles.p.containers[0].image: required`);
   });
 
   it('takes flags from SIDECAR_INJECTOR_* variables, a flag winning over its variable', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'serve-env-'));
-    const out = await runCli(['serve', '--port', '0', '--tls-cert', join(dir, 'none.crt'), '--tls-key', join(dir, 'none.key')], {
+    const out = await runCli(['serve', '--metrics-port', '0', '--port', '0', '--tls-cert', join(dir, 'none.crt'), '--tls-key', join(dir, 'none.key')], {
       env: { SIDECAR_INJECTOR_CONFIG: join(dir, 'missing.yaml'), SIDECAR_INJECTOR_PORT: 'not-a-port' },
     });
     expect(out.code).toBe(1);

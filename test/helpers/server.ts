@@ -65,7 +65,7 @@ export async function startTestServer(config: CompiledConfig, namespaceLabels: N
     setConfig: (c) => {
       current = c;
     },
-    close: () => listener.close(),
+    close: () => listener.drain(1000),
   };
 }
 
