@@ -9,7 +9,7 @@ import { pino } from 'pino';
 import type { CompiledConfig } from '../../src/core/config.js';
 import type { NamespaceLabels } from '../../src/core/mutate.js';
 import { createApp } from '../../src/server/app.js';
-import { listenHttps, type HttpsListener } from '../../src/server/listen.js';
+import { listenHttps, type HttpsListener, type Timeouts } from '../../src/server/listen.js';
 import { generateCertificates, writeCertificates, type CertificateSet } from '../../src/tls/generate.js';
 import { loadTlsPair } from '../../src/tls/load.js';
 
@@ -36,7 +36,11 @@ export function testCertificates(): Promise<{ dir: string; set: CertificateSet }
   return certs;
 }
 
-export async function startTestServer(config: CompiledConfig, namespaceLabels: NamespaceLabels = () => undefined): Promise<TestServer> {
+export async function startTestServer(
+  config: CompiledConfig,
+  namespaceLabels: NamespaceLabels = () => undefined,
+  timeouts: Timeouts = {},
+): Promise<TestServer> {
   const { dir, set } = await testCertificates();
   const tls = await loadTlsPair(join(dir, 'tls.crt'), join(dir, 'tls.key'));
   if (!tls.ok) throw new Error(tls.error);
@@ -55,7 +59,7 @@ export async function startTestServer(config: CompiledConfig, namespaceLabels: N
     now: () => performance.now(),
     ready: () => true,
   });
-  const listener = await listenHttps(app, { port: 0, host: '127.0.0.1', tls: tls.pair });
+  const listener = await listenHttps(app, { port: 0, host: '127.0.0.1', tls: tls.pair, ...timeouts });
   return {
     url: `https://localhost:${listener.port}`,
     port: listener.port,
