@@ -28,6 +28,16 @@ Flags:
 Every flag of serve and inject's --config can also be set as an environment
 variable SIDECAR_INJECTOR_<FLAG> (e.g. SIDECAR_INJECTOR_PORT); a flag wins.`;
 
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** Flushes buffered log lines; replaced once serve has a logger. */
+let flush = (): void => undefined;
+
+function exit(code: number): never {
+  flush();
+  process.exit(code);
+}
+
 const io: CommandIO = {
   env: process.env,
   readStdin: () => text(process.stdin),
@@ -37,17 +47,20 @@ const io: CommandIO = {
 
 async function runServe(argv: string[]): Promise<number> {
   const { flags } = parseFlags(SERVE_FLAGS, argv, process.env);
-  const logger = createLogger(flags['log-level'] as string);
+  const level = flags['log-level'] as string;
+  if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
+  const { logger, flushLogs } = createLogger(level);
+  flush = flushLogs;
   const handle = await serve(flags, logger);
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       signals += 1;
-      if (signals > 1) process.exit(1); // a second signal means "now"
+      if (signals > 1) exit(1); // a second signal means "now"
       logger.info({ signal }, 'signal received');
       setTimeout(() => {
         logger.error('shutdown took too long; exiting');
-        process.exit(1);
+        exit(1);
       }, SHUTDOWN_BOUND_MS).unref();
       void handle.shutdown().then(resolve);
     };
@@ -87,11 +100,11 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => exit(code),
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`sidecar-injector: ${err.message}\n`);
     else if (err instanceof StartupError) process.stderr.write(`sidecar-injector: cannot start:\n${err.problems.map((p) => `  ${p}`).join('\n')}\n`);
     else process.stderr.write(`sidecar-injector: ${(err as Error).stack ?? String(err)}\n`);
-    process.exit(err instanceof UsageError ? 2 : 1);
+    exit(err instanceof UsageError ? 2 : 1);
   },
 );

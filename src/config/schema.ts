@@ -2,13 +2,13 @@
  * The config file's schema. Validation returns every problem with its path
  * (`profiles.log-shipper.containers[0].image: required`), never throws.
  * Container and volume objects are checked against the core/v1 field names
- * that @kubernetes/client-node knows, so a typo fails here rather than making
- * the API server reject every injected pod.
+ * (core-v1-fields.ts), so a typo fails here rather than making the API server
+ * reject every injected pod.
  */
-import { V1Container, V1Volume } from '@kubernetes/client-node';
 import { z } from 'zod';
 import type { InjectorConfig } from '../core/config.js';
 import { parseQuantity } from '../core/quantity.js';
+import { CONTAINER_FIELDS, VOLUME_FIELDS } from './core-v1-fields.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -26,11 +26,10 @@ const quantity = z.union([z.string(), z.number()]).refine((q) => parseQuantity(S
 
 const resourceList = z.record(z.string(), quantity);
 
-const unknownFields = (names: readonly { baseName: string }[]) =>
-  Object.fromEntries(names.map((a) => [a.baseName, z.unknown().optional()]));
+const anyOf = (names: readonly string[]) => Object.fromEntries(names.map((name) => [name, z.unknown().optional()]));
 
 const container = z.strictObject({
-  ...unknownFields(V1Container.attributeTypeMap),
+  ...anyOf(CONTAINER_FIELDS),
   name: dnsLabel,
   image: z.string().min(1, { error: 'must not be empty' }),
   ports: z
@@ -49,7 +48,7 @@ const container = z.strictObject({
 });
 
 const volume = z.strictObject({
-  ...unknownFields(V1Volume.attributeTypeMap),
+  ...anyOf(VOLUME_FIELDS),
   name: dnsLabel,
 });
 

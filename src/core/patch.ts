@@ -38,22 +38,34 @@ function diff(original: Json, mutated: Json, path: string, ops: AddOperation<Jso
   if (original === mutated) return;
   if (Array.isArray(original) && Array.isArray(mutated)) {
     let i = 0;
-    mutated.forEach((item, j) => {
-      const at = `${path}/${j}`;
-      if (i < original.length && sameElement(original[i], item)) diff(original[i++], item, at, ops);
-      else ops.push({ op: 'add', path: at, value: item });
-    });
+    for (let j = 0; j < mutated.length; j++) {
+      const item = mutated[j];
+      if (i < original.length && sameElement(original[i], item)) {
+        const before = original[i++];
+        if (before !== item) diff(before, item, `${path}/${j}`, ops);
+      } else {
+        ops.push({ op: 'add', path: `${path}/${j}`, value: item });
+      }
+    }
     if (i < original.length) throw new NonAdditiveChangeError(`${path}/${i}`, 'remove an array element');
     return;
   }
   if (isObject(original) && isObject(mutated)) {
-    for (const key of Object.keys(original)) {
-      if (!Object.hasOwn(mutated, key)) throw new NonAdditiveChangeError(`${path}/${escapePathComponent(key)}`, 'remove a field');
+    // Paths are built only for what differs: most keys are shared by reference.
+    let kept = 0;
+    for (const key in mutated) {
+      const after = mutated[key];
+      if (!Object.hasOwn(original, key)) {
+        ops.push({ op: 'add', path: `${path}/${escapePathComponent(key)}`, value: after });
+        continue;
+      }
+      kept++;
+      const before = original[key];
+      if (before !== after) diff(before, after, `${path}/${escapePathComponent(key)}`, ops);
     }
-    for (const key of Object.keys(mutated)) {
-      const at = `${path}/${escapePathComponent(key)}`;
-      if (Object.hasOwn(original, key)) diff(original[key], mutated[key], at, ops);
-      else ops.push({ op: 'add', path: at, value: mutated[key] });
+    if (kept !== Object.keys(original).length) {
+      const gone = Object.keys(original).find((k) => !Object.hasOwn(mutated, k)) ?? '';
+      throw new NonAdditiveChangeError(`${path}/${escapePathComponent(gone)}`, 'remove a field');
     }
     return;
   }

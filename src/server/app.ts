@@ -1,14 +1,15 @@
 /**
- * The HTTP application: routes only. Size cap, content type and decoding
- * here, then the pure pipeline (core/mutate.ts) decides. Listening, TLS and
+ * The HTTP application: routes only. Content type, size cap and decoding
+ * (body.ts) here, then the pure pipeline (core/mutate.ts) decides. Listening, TLS and
  * shutdown live in listen.ts.
  */
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../core/config.js';
 import { mutate, type MutateSummary, type NamespaceLabels } from '../core/mutate.js';
-import { complete, denied } from '../core/response.js';
+import { complete, denied, type AdmissionReviewOut } from '../core/response.js';
 import { parseReview } from '../core/review.js';
+import { readJsonBody } from './body.js';
 import { httpError, type HttpErrorCode } from './errors.js';
 
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
@@ -37,13 +38,16 @@ export function addHealthRoutes(app: express.Express, ready: () => boolean): voi
   });
 }
 
-function sendError(res: Response, code: HttpErrorCode, detail?: string): void {
-  const { status, body } = httpError(code, detail);
-  res.status(status).json(body);
+/** Written directly: express's res.json() machinery (etag, freshness, charset) is measurable on this path. */
+function sendJson(res: Response, status: number, value: unknown): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
-interface BodyParserError extends Error {
-  type?: string;
+function sendError(res: Response, code: HttpErrorCode, detail?: string): void {
+  const { status, body } = httpError(code, detail);
+  sendJson(res, status, body);
 }
 
 export function createApp(deps: AppDeps): express.Express {
@@ -58,58 +62,50 @@ export function createApp(deps: AppDeps): express.Express {
   });
   addHealthRoutes(app, deps.ready);
 
-  const parseJson = express.json({ limit: MAX_BODY_BYTES, type: () => true, strict: false });
+  app.post('/mutate', (req: Request, res: Response) => {
+    const start = deps.now();
+    let summary: MutateSummary | undefined;
+    res.on('finish', () => deps.onAdmission?.(summary?.decision ?? 'error', (deps.now() - start) / 1000));
 
-  app.post(
-    '/mutate',
-    (_req: Request, res: Response, next: NextFunction) => {
-      const start = deps.now();
-      res.locals.start = start;
-      res.on('finish', () => {
-        const summary = res.locals.summary as MutateSummary | undefined;
-        deps.onAdmission?.(summary?.decision ?? 'error', (deps.now() - start) / 1000);
-      });
-      next();
-    },
-    (req: Request, res: Response, next: NextFunction) => {
-      if (!req.is('application/json')) {
-        deps.logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
-        sendError(res, 'UNSUPPORTED_MEDIA_TYPE', `got ${JSON.stringify(req.headers['content-type'] ?? null)}`);
+    if (!req.is('application/json')) {
+      deps.logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
+      sendError(res, 'UNSUPPORTED_MEDIA_TYPE', `got ${JSON.stringify(req.headers['content-type'] ?? null)}`);
+      return;
+    }
+    void readJsonBody(req, MAX_BODY_BYTES).then((body) => {
+      if (!body.ok) {
+        deps.logger.warn({ code: body.code, problem: body.detail }, 'rejected request');
+        sendError(res, body.code, body.detail);
         return;
       }
-      parseJson(req, res, next);
-    },
-    (req: Request, res: Response) => {
-      const start = res.locals.start as number;
-      const parsed = parseReview(req.body);
+      const parsed = parseReview(body.value);
       if (!parsed.ok) {
         deps.logger.warn({ problem: parsed.error }, 'rejected request: invalid AdmissionReview');
         sendError(res, 'INVALID_REVIEW', parsed.error);
         return;
       }
       const { request, apiVersion } = parsed.review;
-      const log = deps.logger.child({ uid: request.uid });
-      let summary: MutateSummary;
+      let answer: AdmissionReviewOut;
       try {
         const result = mutate(parsed.review, { config: deps.config(), namespaceLabels: deps.namespaceLabels });
         if (!result.ok) {
-          log.warn({ problem: result.error }, 'rejected request: invalid object');
+          deps.logger.warn({ uid: request.uid, problem: result.error }, 'rejected request: invalid object');
           sendError(res, 'INVALID_REVIEW', result.error);
           return;
         }
         summary = result.summary;
-        res.locals.summary = summary;
-        res.json(result.review);
+        answer = result.review;
       } catch (err) {
         // A bug, not bad input: fail closed like the API server would on a webhook error, and say so.
         summary = { decision: 'error', namespace: request.namespace ?? '', pod: '', profiles: [], reason: String(err) };
-        res.locals.summary = summary;
-        log.error({ err }, 'admission failed');
-        res.json(complete(apiVersion, request.uid, denied(500, `sidecar-injector internal error: ${(err as Error).message}`)));
+        deps.logger.error({ uid: request.uid, err }, 'admission failed');
+        answer = complete(apiVersion, request.uid, denied(500, `sidecar-injector internal error: ${(err as Error).message}`));
       }
+      sendJson(res, 200, answer);
       const ms = deps.now() - start;
-      log.info(
+      deps.logger.info(
         {
+          uid: request.uid,
           namespace: summary.namespace,
           pod: summary.pod,
           decision: summary.decision,
@@ -119,32 +115,10 @@ export function createApp(deps: AppDeps): express.Express {
         },
         'admission',
       );
-    },
-  );
+    });
+  });
 
   app.use((_req: Request, res: Response) => sendError(res, 'NOT_FOUND'));
-
-  // Errors from the body parser arrive here: map them to our catalogue, never a 500 page.
-  app.use((err: BodyParserError, _req: Request, res: Response, next: NextFunction) => {
-    if (res.headersSent) {
-      next(err);
-      return;
-    }
-    let code: HttpErrorCode;
-    switch (err.type) {
-      case 'entity.too.large':
-        code = 'BODY_TOO_LARGE';
-        break;
-      case 'encoding.unsupported':
-      case 'charset.unsupported':
-        code = 'UNSUPPORTED_MEDIA_TYPE';
-        break;
-      default:
-        code = 'INVALID_JSON';
-    }
-    deps.logger.warn({ err: { type: err.type, message: err.message } }, 'rejected request');
-    sendError(res, code, code === 'INVALID_JSON' ? err.message : undefined);
-  });
 
   return app;
 }

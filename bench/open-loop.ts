@@ -1,0 +1,72 @@
+/**
+ * Open-loop load: requests are sent on a fixed schedule whether or not
+ * earlier ones have been answered, and latency is measured from the
+ * scheduled send time, so a slow server cannot hide its queueing
+ * (no coordinated omission). Keep-alive TLS, verification on.
+ */
+import { Agent, request } from 'node:https';
+import { performance } from 'node:perf_hooks';
+
+export interface OpenLoopResult {
+  sent: number;
+  ok: number;
+  errors: number;
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return NaN;
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
+}
+
+export async function openLoop(opts: { url: string; ca: string; rate: number; seconds: number; body: () => string }): Promise<OpenLoopResult> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 128, ca: opts.ca, servername: 'localhost' });
+  const url = new URL(opts.url);
+  const total = Math.round(opts.rate * opts.seconds);
+  const interval = 1000 / opts.rate;
+  const latencies: number[] = [];
+  let errors = 0;
+  let done = 0;
+  const start = performance.now() + 20;
+
+  await new Promise<void>((resolve) => {
+    let next = 0;
+    const fire = (scheduled: number) => {
+      const body = opts.body();
+      const req = request(
+        {
+          host: url.hostname,
+          port: url.port,
+          path: url.pathname,
+          method: 'POST',
+          agent,
+          headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => {
+            if (res.statusCode === 200) latencies.push(performance.now() - scheduled);
+            else errors += 1;
+            if (++done === total) resolve();
+          });
+        },
+      );
+      req.on('error', () => {
+        errors += 1;
+        if (++done === total) resolve();
+      });
+      req.end(body);
+    };
+    const tick = () => {
+      const now = performance.now();
+      while (next < total && start + next * interval <= now) fire(start + interval * next++);
+      if (next < total) setTimeout(tick, Math.max(0, Math.min(1, start + next * interval - performance.now())));
+    };
+    tick();
+  });
+  agent.destroy();
+  latencies.sort((a, b) => a - b);
+  return { sent: total, ok: latencies.length, errors, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? NaN };
+}

@@ -1,0 +1,291 @@
+/**
+ * npm run bench: the real webhook (`serve`, real TLS, the example config)
+ * against the floor (floor.ts), interleaved, on the same CPU, driven by
+ * autocannon from the other CPU; then open-loop latency at a fixed rate;
+ * then the in-process cost of one admission. Prints tables and the targets.
+ *
+ * Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (16),
+ * BENCH_RATE (500), BENCH_PAYLOADS (small,large,huge).
+ */
+import autocannon from 'autocannon';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { createServer as createNetServer } from 'node:net';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { parseConfigText } from '../src/config/load.js';
+import { mutate } from '../src/core/mutate.js';
+import { parseReview } from '../src/core/review.js';
+import { generateCertificates, writeCertificates } from '../src/tls/generate.js';
+import { openLoop, percentile } from './open-loop.js';
+import { bodyTemplate, review, type PayloadName } from './payloads.js';
+
+const env = process.env;
+const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
+const SECONDS = Number(env.BENCH_SECONDS ?? 5);
+const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 16);
+const RATE = Number(env.BENCH_RATE ?? 500);
+const PAYLOADS = (env.BENCH_PAYLOADS ?? 'small,large,huge').split(',') as PayloadName[];
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+const hasTaskset = spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0 && cpus().length >= 2;
+const SERVER_CPU = '0';
+const LOAD_CPU = '1';
+
+const median = (xs: number[]) => percentile([...xs].sort((a, b) => a - b), 50);
+const log = (s: string) => process.stdout.write(`${s}\n`);
+
+function pinned(cmd: string, args: string[]): [string, string[]] {
+  return hasTaskset ? ['taskset', ['-c', SERVER_CPU, cmd, ...args]] : [cmd, args];
+}
+
+function peakRssMb(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const kb = Number(/VmHWM:\s+(\d+)/.exec(status)?.[1] ?? NaN);
+  return kb / 1024;
+}
+
+function post(url: string, ca: string, body: string): Promise<{ status: number; json: unknown }> {
+  return new Promise((resolve, reject) => {
+    const req = request(url, { method: 'POST', ca, servername: 'localhost', headers: { 'content-type': 'application/json' }, agent: false }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => (text += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) as unknown }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function waitReady(url: string, ca: string, proc: ChildProcess): Promise<void> {
+  const deadline = Date.now() + 20_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`server exited (${proc.exitCode}) before it was ready`);
+    const ok = await new Promise<boolean>((resolve) => {
+      const req = request(`${url}/healthz`, { ca, servername: 'localhost', agent: false }, (res) => {
+        res.resume();
+        resolve(true); // any answer over TLS: the floor has no /healthz
+      });
+      req.on('error', () => resolve(false));
+      req.end();
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new Error(`${url} not ready`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+interface Server {
+  name: 'floor' | 'webhook';
+  url: string;
+  proc: ChildProcess;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createNetServer().listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+    srv.on('error', reject);
+  });
+}
+
+async function startServers(certDir: string, ca: string): Promise<Server[]> {
+  const floorPort = await freePort();
+  const webhookPort = await freePort();
+  const cert = join(certDir, 'tls.crt');
+  const key = join(certDir, 'tls.key');
+  const [fc, fa] = pinned(process.execPath, [join(ROOT, 'dist-bench/bench/floor.js'), String(floorPort), cert, key]);
+  const floor = spawn(fc, fa, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const [wc, wa] = pinned(process.execPath, [
+    join(ROOT, 'dist/cli/main.js'), 'serve',
+    '--config', join(ROOT, 'config/example.yaml'),
+    '--tls-cert', cert, '--tls-key', key,
+    '--port', String(webhookPort), '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-delay', '0',
+  ]);
+  // The webhook logs one line per admission, as in production; the lines go to /dev/null.
+  const webhook = spawn(wc, wa, { stdio: ['ignore', 'ignore', 'inherit'] });
+  const servers: Server[] = [
+    { name: 'floor', url: `https://127.0.0.1:${floorPort}`, proc: floor },
+    { name: 'webhook', url: `https://127.0.0.1:${webhookPort}`, proc: webhook },
+  ];
+  try {
+    for (const s of servers) await waitReady(s.url, ca, s.proc);
+  } catch (err) {
+    for (const s of servers) s.proc.kill('SIGKILL');
+    throw err;
+  }
+  return servers;
+}
+
+/** A broken server must not post a fast number: check answers before measuring. */
+async function verify(server: Server, ca: string, payload: PayloadName): Promise<void> {
+  const { make } = bodyTemplate(payload);
+  for (let i = 0; i < 3; i++) {
+    const body = make();
+    const uid = (JSON.parse(body) as { request: { uid: string } }).request.uid;
+    const res = await post(`${server.url}/mutate`, ca, body);
+    const response = (res.json as { response: { uid: string; allowed: boolean; patch?: string } }).response;
+    if (res.status !== 200 || response.uid !== uid || !response.allowed || !response.patch) {
+      throw new Error(`${server.name} gave a wrong answer for ${payload}: ${JSON.stringify(res.json).slice(0, 300)}`);
+    }
+    if (server.name === 'webhook') {
+      const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString()) as { op: string; path: string; value?: { name?: string } }[];
+      const sidecar = ops.find((op) => /^\/spec\/containers\/\d+$/.test(op.path) && op.value?.name === 'log-shipper');
+      if (!sidecar || ops.some((op) => op.op !== 'add')) throw new Error(`webhook patch for ${payload} does not add the sidecar: ${JSON.stringify(ops).slice(0, 300)}`);
+    }
+  }
+}
+
+interface Run {
+  rps: number;
+  p50: number;
+  p99: number;
+  errors: number;
+}
+
+async function saturate(url: string, payload: PayloadName, seconds: number): Promise<Run> {
+  const { make } = bodyTemplate(payload);
+  const result = await autocannon({
+    url: `${url}/mutate`,
+    method: 'POST',
+    connections: CONNECTIONS,
+    pipelining: 1,
+    duration: seconds,
+    headers: { 'content-type': 'application/json' },
+    requests: [{ method: 'POST', setupRequest: (req) => ({ ...req, body: make() }) }],
+  });
+  return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx + result.timeouts };
+}
+
+function inProcessCost(): { rows: string[][] } {
+  const loaded = parseConfigText(readFileSync(join(ROOT, 'config/example.yaml'), 'utf8'), 'example.yaml');
+  if (!loaded.ok) throw new Error(loaded.errors.join('\n'));
+  const ctx = { config: loaded.compiled, namespaceLabels: () => undefined };
+  const rows: string[][] = [];
+  for (const payload of ['small', 'large', 'huge'] as PayloadName[]) {
+    const text = JSON.stringify(review(payload));
+    const iterations = payload === 'huge' ? 300 : 3000;
+    const parsedOnce = parseReview(JSON.parse(text));
+    if (!parsedOnce.ok) throw new Error(parsedOnce.error);
+    const timeIt = (fn: () => void) => {
+      for (let i = 0; i < Math.min(200, iterations); i++) fn();
+      const samples: number[] = [];
+      for (let i = 0; i < iterations; i++) {
+        const t = performance.now();
+        fn();
+        samples.push((performance.now() - t) * 1000);
+      }
+      return median(samples);
+    };
+    const core = timeIt(() => {
+      const r = mutate(parsedOnce.review, ctx);
+      if (!r.ok || !r.review.response.patch) throw new Error('no patch');
+    });
+    const withJson = timeIt(() => {
+      const parsed = parseReview(JSON.parse(text));
+      if (!parsed.ok) throw new Error(parsed.error);
+      JSON.stringify(mutate(parsed.review, ctx));
+    });
+    const kb = Buffer.byteLength(text) / 1024;
+    rows.push([payload, kb.toFixed(1), core.toFixed(1), (core / kb).toFixed(3), withJson.toFixed(0), (withJson / 1000).toFixed(2)]);
+  }
+  return { rows };
+}
+
+function table(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]) => `| ${cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join(' | ')} |`;
+  return [line(head), `|${widths.map((w) => '-'.repeat(w + 2)).join('|')}|`, ...rows.map(line)].join('\n');
+}
+
+async function main(): Promise<void> {
+  if (hasTaskset) execFileSync('taskset', ['-a', '-p', '-c', LOAD_CPU, String(process.pid)], { stdio: 'ignore' });
+  log(`sidecar-injector benchmark: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}`);
+  log(hasTaskset ? `servers pinned to CPU ${SERVER_CPU}, load generator to CPU ${LOAD_CPU}` : 'taskset unavailable: nothing pinned');
+  log(`${ROUNDS} interleaved rounds x ${SECONDS}s, ${CONNECTIONS} keep-alive TLS connections; open loop at ${RATE} req/s`);
+
+  const certDir = mkdtempSync(join(tmpdir(), 'bench-certs-'));
+  const certs = await generateCertificates({ service: 'bench', namespace: 'bench', dev: true, days: 1 });
+  await writeCertificates(certDir, certs);
+
+  const saturation: string[][] = [];
+  const openRows: string[][] = [];
+  const verdicts: string[] = [];
+  for (const payload of PAYLOADS) {
+    const { size } = bodyTemplate(payload);
+    log(`\n== ${payload} (${(size / 1024).toFixed(1)} KB per review)`);
+    const servers = await startServers(certDir, certs.caCert);
+    try {
+      for (const s of servers) await verify(s, certs.caCert, payload);
+      log('   answers verified over TLS with the CA (uid echoed, patch adds the sidecar)');
+      for (const s of servers) await saturate(s.url, payload, 1); // warm-up
+      const runs: Record<string, Run[]> = { floor: [], webhook: [] };
+      for (let r = 0; r < ROUNDS; r++) {
+        for (const s of servers) {
+          const run = await saturate(s.url, payload, SECONDS);
+          runs[s.name]!.push(run);
+          log(`   round ${r + 1} ${s.name.padEnd(7)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms${run.errors ? `  ERRORS ${run.errors}` : ''}`);
+        }
+      }
+      const open: Record<string, { p50: number; p99: number; ok: number; errors: number }> = {};
+      if (payload !== 'huge') {
+        for (const s of servers) {
+          const { make } = bodyTemplate(payload);
+          open[s.name] = await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: SECONDS, body: make });
+        }
+      }
+      const rss = Object.fromEntries(servers.map((s) => [s.name, peakRssMb(s.proc.pid!)]));
+      const med = (name: string, key: keyof Run) => median(runs[name]!.map((x) => x[key]));
+      const ratios = runs.webhook!.map((w, i) => w.rps / runs.floor![i]!.rps);
+      const ratio = median(ratios);
+      for (const name of ['floor', 'webhook']) {
+        saturation.push([
+          payload,
+          name,
+          med(name, 'rps').toFixed(0),
+          med(name, 'p50').toFixed(1),
+          med(name, 'p99').toFixed(1),
+          (rss[name] ?? NaN).toFixed(1),
+          name === 'webhook' ? ratio.toFixed(3) : '',
+          name === 'webhook' ? ((rss.webhook ?? NaN) / (rss.floor ?? NaN)).toFixed(2) : '',
+        ]);
+        const o = open[name];
+        if (o) openRows.push([payload, name, o.p50.toFixed(2), o.p99.toFixed(2), `${o.ok}/${o.ok + o.errors}`]);
+      }
+      const want = payload === 'small' ? 0.9 : payload === 'large' ? 0.8 : undefined;
+      if (want !== undefined) verdicts.push(`${ratio >= want ? 'MET ' : 'MISS'} throughput ${payload}: webhook/floor ${ratio.toFixed(3)} (target >= ${want})`);
+      if (open.webhook && open.floor) {
+        const r = open.webhook.p99 / open.floor.p99;
+        verdicts.push(`${r <= 1.5 ? 'MET ' : 'MISS'} p99 at ${RATE} req/s ${payload}: ${open.webhook.p99.toFixed(2)} ms vs floor ${open.floor.p99.toFixed(2)} ms (x${r.toFixed(2)}, target <= 1.5)`);
+      }
+      const rr = (rss.webhook ?? NaN) / (rss.floor ?? NaN);
+      verdicts.push(`${rr <= 1.2 ? 'MET ' : 'MISS'} peak RSS ${payload}: ${rss.webhook?.toFixed(1)} MB vs floor ${rss.floor?.toFixed(1)} MB (x${rr.toFixed(2)}, target <= 1.2)`);
+    } finally {
+      for (const s of servers) s.proc.kill('SIGKILL');
+    }
+  }
+
+  log('\nSaturation (autocannon, medians of the rounds; RSS = peak resident set of the server process):');
+  log(table(['payload', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS MB', 'ratio webhook/floor', 'RSS ratio'], saturation));
+  if (openRows.length) {
+    log(`\nOpen loop at ${RATE} req/s for ${SECONDS}s (latency from the scheduled send time):`);
+    log(table(['payload', 'server', 'p50 ms', 'p99 ms', 'answered'], openRows));
+  }
+  log('\nOne admission in-process (medians; "core" = decide + inject + diff + response, on a parsed review):');
+  const { rows } = inProcessCost();
+  log(table(['payload', 'KB', 'core µs', 'core µs/KB', 'with JSON parse+stringify µs', 'ms'], rows));
+  const huge = rows.find((r) => r[0] === 'huge');
+  if (huge) verdicts.push(`${Number(huge[5]) <= 10 ? 'MET ' : 'MISS'} huge pod in-process: ${huge[5]} ms with JSON, core ${huge[2]} µs (target <= 10 ms)`);
+  log('\nTargets:');
+  for (const v of verdicts) log(`  ${v}`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`bench failed: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
