@@ -1,8 +1,9 @@
 /**
  * The process logger: pino JSON on stdout. Created by the CLI and passed in,
- * never imported as a singleton. Lines are buffered (up to 4 KiB) and written
- * asynchronously, because a write syscall per admission is a measurable part
- * of its cost; flushLogs() runs before every exit so nothing is lost.
+ * never imported as a singleton. Writes are asynchronous: a line goes out at
+ * once when the stream is idle, and lines that arrive while a write is under
+ * way are batched into the next one, so under load there is no write syscall
+ * per admission. flushLogs() runs before every exit so nothing is lost.
  */
 import { pino, type Logger } from 'pino';
 
@@ -15,7 +16,7 @@ export interface ProcessLogger {
 }
 
 export function createLogger(level: string): ProcessLogger {
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096 });
+  const destination = pino.destination({ dest: 1, sync: false });
   const logger = pino({ level, base: { name: 'sidecar-injector' } }, destination);
   return {
     logger,
