@@ -20,7 +20,7 @@ import { parseConfigText } from '../src/config/load.js';
 import { mutate } from '../src/core/mutate.js';
 import { parseReview } from '../src/core/review.js';
 import { generateCertificates, writeCertificates } from '../src/tls/generate.js';
-import { openLoop, percentile } from './open-loop.js';
+import { openLoop, percentile, type OpenLoopResult } from './open-loop.js';
 import { bodyTemplate, review, type PayloadName } from './payloads.js';
 
 const env = process.env;
@@ -97,6 +97,7 @@ function freePort(): Promise<number> {
 async function startServers(certDir: string, ca: string): Promise<Server[]> {
   const floorPort = await freePort();
   const webhookPort = await freePort();
+  const metricsPort = await freePort();
   const cert = join(certDir, 'tls.crt');
   const key = join(certDir, 'tls.key');
   const [fc, fa] = pinned(process.execPath, [join(ROOT, 'dist-bench/bench/floor.js'), String(floorPort), cert, key]);
@@ -105,7 +106,7 @@ async function startServers(certDir: string, ca: string): Promise<Server[]> {
     join(ROOT, 'dist/cli/main.js'), 'serve',
     '--config', join(ROOT, 'config/example.yaml'),
     '--tls-cert', cert, '--tls-key', key,
-    '--port', String(webhookPort), '--metrics-port', '0', '--host', '127.0.0.1', '--shutdown-delay', '0',
+    '--port', String(webhookPort), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--shutdown-delay', '0',
   ]);
   // The webhook logs one line per admission, as in production; the lines go to /dev/null.
   const webhook = spawn(wc, wa, { stdio: ['ignore', 'ignore', 'inherit'] });
@@ -217,64 +218,62 @@ async function main(): Promise<void> {
   const openRows: string[][] = [];
   const verdicts: string[] = [];
   for (const payload of PAYLOADS) {
-    const { size } = bodyTemplate(payload);
+    const { size, make } = bodyTemplate(payload);
     log(`\n== ${payload} (${(size / 1024).toFixed(1)} KB per review)`);
-    const servers = await startServers(certDir, certs.caCert);
-    try {
-      for (const s of servers) await verify(s, certs.caCert, payload);
-      log('   answers verified over TLS with the CA (uid echoed, patch adds the sidecar)');
-      for (const s of servers) await saturate(s.url, payload, 1); // warm-up
-      const runs: Record<string, Run[]> = { floor: [], webhook: [] };
-      for (let r = 0; r < ROUNDS; r++) {
+    // Each round starts both servers afresh, so peak RSS is measured per round and a median can be taken.
+    const rounds: Record<'floor' | 'webhook', { run: Run; open?: OpenLoopResult; rss: number }[]> = { floor: [], webhook: [] };
+    for (let r = 0; r < ROUNDS; r++) {
+      const servers = await startServers(certDir, certs.caCert);
+      try {
+        for (const s of servers) await verify(s, certs.caCert, payload);
+        if (r === 0) log('   answers verified over TLS with the CA (uid echoed, patch adds the sidecar); checked again each round');
+        for (const s of servers) await saturate(s.url, payload, 1); // warm-up
         for (const s of servers) {
           const run = await saturate(s.url, payload, SECONDS);
-          runs[s.name]!.push(run);
-          log(`   round ${r + 1} ${s.name.padEnd(7)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms${run.errors ? `  ERRORS ${run.errors}` : ''}`);
+          const open = payload === 'huge' ? undefined : await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: SECONDS, body: make });
+          rounds[s.name].push({ run, open, rss: peakRssMb(s.proc.pid!) });
+          log(
+            `   round ${r + 1} ${s.name.padEnd(7)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms` +
+              (open ? `  | at ${RATE}/s p50 ${open.p50.toFixed(2)} ms p99 ${open.p99.toFixed(2)} ms` : '') +
+              `  | peak RSS ${peakRssMb(s.proc.pid!).toFixed(1)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`,
+          );
         }
+      } finally {
+        for (const s of servers) s.proc.kill('SIGKILL');
       }
-      const open: Record<string, { p50: number; p99: number; ok: number; errors: number }> = {};
-      if (payload !== 'huge') {
-        for (const s of servers) {
-          const { make } = bodyTemplate(payload);
-          open[s.name] = await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: SECONDS, body: make });
-        }
-      }
-      const rss = Object.fromEntries(servers.map((s) => [s.name, peakRssMb(s.proc.pid!)]));
-      const med = (name: string, key: keyof Run) => median(runs[name]!.map((x) => x[key]));
-      const ratios = runs.webhook!.map((w, i) => w.rps / runs.floor![i]!.rps);
-      const ratio = median(ratios);
-      for (const name of ['floor', 'webhook']) {
-        saturation.push([
-          payload,
-          name,
-          med(name, 'rps').toFixed(0),
-          med(name, 'p50').toFixed(1),
-          med(name, 'p99').toFixed(1),
-          (rss[name] ?? NaN).toFixed(1),
-          name === 'webhook' ? ratio.toFixed(3) : '',
-          name === 'webhook' ? ((rss.webhook ?? NaN) / (rss.floor ?? NaN)).toFixed(2) : '',
-        ]);
-        const o = open[name];
-        if (o) openRows.push([payload, name, o.p50.toFixed(2), o.p99.toFixed(2), `${o.ok}/${o.ok + o.errors}`]);
-      }
-      const want = payload === 'small' ? 0.9 : payload === 'large' ? 0.8 : undefined;
-      if (want !== undefined) verdicts.push(`${ratio >= want ? 'MET ' : 'MISS'} throughput ${payload}: webhook/floor ${ratio.toFixed(3)} (target >= ${want})`);
-      if (open.webhook && open.floor) {
-        const r = open.webhook.p99 / open.floor.p99;
-        verdicts.push(`${r <= 1.5 ? 'MET ' : 'MISS'} p99 at ${RATE} req/s ${payload}: ${open.webhook.p99.toFixed(2)} ms vs floor ${open.floor.p99.toFixed(2)} ms (x${r.toFixed(2)}, target <= 1.5)`);
-      }
-      const rr = (rss.webhook ?? NaN) / (rss.floor ?? NaN);
-      verdicts.push(`${rr <= 1.2 ? 'MET ' : 'MISS'} peak RSS ${payload}: ${rss.webhook?.toFixed(1)} MB vs floor ${rss.floor?.toFixed(1)} MB (x${rr.toFixed(2)}, target <= 1.2)`);
-    } finally {
-      for (const s of servers) s.proc.kill('SIGKILL');
     }
+    const med = (name: 'floor' | 'webhook', pick: (x: { run: Run; open?: OpenLoopResult; rss: number }) => number | undefined) =>
+      median(rounds[name].map(pick).filter((v): v is number => v !== undefined));
+    const ratio = median(rounds.webhook.map((w, i) => w.run.rps / rounds.floor[i]!.run.rps));
+    const rss = { floor: med('floor', (x) => x.rss), webhook: med('webhook', (x) => x.rss) };
+    for (const name of ['floor', 'webhook'] as const) {
+      saturation.push([
+        payload,
+        name,
+        med(name, (x) => x.run.rps).toFixed(0),
+        med(name, (x) => x.run.p50).toFixed(1),
+        med(name, (x) => x.run.p99).toFixed(1),
+        rss[name].toFixed(1),
+        name === 'webhook' ? ratio.toFixed(3) : '',
+        name === 'webhook' ? (rss.webhook / rss.floor).toFixed(2) : '',
+      ]);
+      if (payload !== 'huge') openRows.push([payload, name, med(name, (x) => x.open?.p50).toFixed(2), med(name, (x) => x.open?.p99).toFixed(2)]);
+    }
+    const want = payload === 'small' ? 0.9 : payload === 'large' ? 0.8 : undefined;
+    if (want !== undefined) verdicts.push(`${ratio >= want ? 'MET ' : 'MISS'} throughput ${payload}: webhook/floor ${ratio.toFixed(3)} (target >= ${want})`);
+    if (payload !== 'huge') {
+      const [w, f] = [med('webhook', (x) => x.open?.p99), med('floor', (x) => x.open?.p99)];
+      verdicts.push(`${w / f <= 1.5 ? 'MET ' : 'MISS'} p99 at ${RATE} req/s ${payload}: ${w.toFixed(2)} ms vs floor ${f.toFixed(2)} ms (x${(w / f).toFixed(2)}, target <= 1.5)`);
+    }
+    const rr = rss.webhook / rss.floor;
+    verdicts.push(`${rr <= 1.2 ? 'MET ' : 'MISS'} peak RSS ${payload}: ${rss.webhook.toFixed(1)} MB vs floor ${rss.floor.toFixed(1)} MB (x${rr.toFixed(2)}, target <= 1.2)`);
   }
 
-  log('\nSaturation (autocannon, medians of the rounds; RSS = peak resident set of the server process):');
+  log('\nSaturation (autocannon; medians of the rounds; peak RSS = VmHWM of the server process in its round):');
   log(table(['payload', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS MB', 'ratio webhook/floor', 'RSS ratio'], saturation));
   if (openRows.length) {
-    log(`\nOpen loop at ${RATE} req/s for ${SECONDS}s (latency from the scheduled send time):`);
-    log(table(['payload', 'server', 'p50 ms', 'p99 ms', 'answered'], openRows));
+    log(`\nOpen loop at ${RATE} req/s for ${SECONDS}s (latency from the scheduled send time; medians of the rounds):`);
+    log(table(['payload', 'server', 'p50 ms', 'p99 ms'], openRows));
   }
   log('\nOne admission in-process (medians; "core" = decide + inject + diff + response, on a parsed review):');
   const { rows } = inProcessCost();

@@ -77,6 +77,45 @@ profiles:
     ]);
   });
 
+  it('checks selectors, lists and types wherever they are', () => {
+    expect(
+      errorsOf(`
+neverInjectSelector:
+  - matchLabels: { app: 1 }
+  - matchExpressions: [{ key: app, operator: Near }, { operator: In }]
+alwaysInjectSelector: {}
+excludeNamespaces: kube-system
+allowPodOptOut: "no"
+profiles:
+  p:
+    nativeSidecar: 1
+    containers: { name: a }
+    volumes: [{ name: Bad_Name, emptyDir: {} }, 3]
+    initContainers: [{ name: i, image: i, ports: [{ containerPort: 0 }, { containerPort: 80, protocol: HTTP }] }]
+  Bad Name: {}
+`),
+    ).toEqual([
+      'cfg.yaml: excludeNamespaces: must be a list, not a string',
+      'cfg.yaml: neverInjectSelector[0].matchLabels.app: must be a string',
+      'cfg.yaml: neverInjectSelector[1].matchExpressions[0].operator: must be one of: In, NotIn, Exists, DoesNotExist',
+      'cfg.yaml: neverInjectSelector[1].matchExpressions[1].key: required',
+      'cfg.yaml: alwaysInjectSelector: must be a list, not a mapping',
+      'cfg.yaml: allowPodOptOut: must be a boolean',
+      'cfg.yaml: profiles.p.nativeSidecar: must be a boolean',
+      'cfg.yaml: profiles.p.containers: must be a list, not a mapping',
+      'cfg.yaml: profiles.p.initContainers[0].ports[0].containerPort: must be a port number (1-65535)',
+      'cfg.yaml: profiles.p.initContainers[0].ports[1].protocol: must be one of: TCP, UDP, SCTP',
+      'cfg.yaml: profiles.p.volumes[0].name: must be a DNS label (lower case letters, digits and -)',
+      'cfg.yaml: profiles.p.volumes[1]: must be a mapping, not a number',
+      'cfg.yaml: profiles.Bad Name: profile names must be lower case letters, digits, -, _ and .',
+    ]);
+  });
+
+  it('injects containers and volumes exactly as written, key order included', () => {
+    const r = parseConfigText('profiles:\n  p:\n    containers: [{ image: a:1, name: a, args: [x] }]\n', 'k.yaml');
+    expect(r.ok && Object.keys(r.compiled.config.profiles.p!.containers[0]!)).toEqual(['image', 'name', 'args']);
+  });
+
   it('reports YAML syntax errors with line and column', () => {
     expect(errorsOf('policy: opt-in\npolicy: opt-out\n')).toEqual(['cfg.yaml:2:1: invalid YAML: Map keys must be unique']);
   });
