@@ -21,8 +21,26 @@ export function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
-export async function openLoop(opts: { url: string; ca: string; rate: number; seconds: number; body: () => string }): Promise<OpenLoopResult> {
+export interface OpenLoopOptions {
+  url: string;
+  ca: string;
+  rate: number;
+  seconds: number;
+  body: () => string;
+}
+
+/** Sends for `warmupSeconds` unmeasured (TLS handshakes, JIT), then measures on the same connections. */
+export async function openLoop(opts: OpenLoopOptions & { warmupSeconds?: number }): Promise<OpenLoopResult> {
   const agent = new Agent({ keepAlive: true, maxSockets: 128, ca: opts.ca, servername: 'localhost' });
+  try {
+    if (opts.warmupSeconds) await schedule(agent, { ...opts, seconds: opts.warmupSeconds });
+    return await schedule(agent, opts);
+  } finally {
+    agent.destroy();
+  }
+}
+
+async function schedule(agent: Agent, opts: OpenLoopOptions): Promise<OpenLoopResult> {
   const url = new URL(opts.url);
   const total = Math.round(opts.rate * opts.seconds);
   const interval = 1000 / opts.rate;
@@ -66,7 +84,6 @@ export async function openLoop(opts: { url: string; ca: string; rate: number; se
     };
     tick();
   });
-  agent.destroy();
   latencies.sort((a, b) => a - b);
   return { sent: total, ok: latencies.length, errors, p50: percentile(latencies, 50), p99: percentile(latencies, 99), max: latencies.at(-1) ?? NaN };
 }

@@ -230,7 +230,7 @@ async function main(): Promise<void> {
         for (const s of servers) await saturate(s.url, payload, 1); // warm-up
         for (const s of servers) {
           const run = await saturate(s.url, payload, SECONDS);
-          const open = payload === 'huge' ? undefined : await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: SECONDS, body: make });
+          const open = payload === 'huge' ? undefined : await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: SECONDS, warmupSeconds: 1, body: make });
           rounds[s.name].push({ run, open, rss: peakRssMb(s.proc.pid!) });
           log(
             `   round ${r + 1} ${s.name.padEnd(7)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms` +
