@@ -4,8 +4,8 @@
  * autocannon from the other CPU; then open-loop latency at a fixed rate;
  * then the in-process cost of one admission. Prints tables and the targets.
  *
- * Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_CONNECTIONS (16),
- * BENCH_RATE (500), BENCH_PAYLOADS (small,large,huge).
+ * Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_OPEN_SECONDS (10),
+ * BENCH_CONNECTIONS (16), BENCH_RATE (500), BENCH_PAYLOADS (small,large,huge).
  */
 import autocannon from 'autocannon';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -27,6 +27,8 @@ const env = process.env;
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
 const SECONDS = Number(env.BENCH_SECONDS ?? 5);
 const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 16);
+// p99 of an open loop needs thousands of samples to be more than a couple of hiccups.
+const OPEN_SECONDS = Number(env.BENCH_OPEN_SECONDS ?? 10);
 const RATE = Number(env.BENCH_RATE ?? 500);
 const PAYLOADS = (env.BENCH_PAYLOADS ?? 'small,large,huge').split(',') as PayloadName[];
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
@@ -208,7 +210,7 @@ async function main(): Promise<void> {
   if (hasTaskset) execFileSync('taskset', ['-a', '-p', '-c', LOAD_CPU, String(process.pid)], { stdio: 'ignore' });
   log(`sidecar-injector benchmark: ${cpus().length} CPUs (${cpus()[0]?.model ?? '?'}), node ${process.version}`);
   log(hasTaskset ? `servers pinned to CPU ${SERVER_CPU}, load generator to CPU ${LOAD_CPU}` : 'taskset unavailable: nothing pinned');
-  log(`${ROUNDS} interleaved rounds x ${SECONDS}s, ${CONNECTIONS} keep-alive TLS connections; open loop at ${RATE} req/s`);
+  log(`${ROUNDS} interleaved rounds x ${SECONDS}s, ${CONNECTIONS} keep-alive TLS connections; open loop at ${RATE} req/s for ${OPEN_SECONDS}s`);
 
   const certDir = mkdtempSync(join(tmpdir(), 'bench-certs-'));
   const certs = await generateCertificates({ service: 'bench', namespace: 'bench', dev: true, days: 1 });
@@ -230,7 +232,7 @@ async function main(): Promise<void> {
         for (const s of servers) await saturate(s.url, payload, 1); // warm-up
         for (const s of servers) {
           const run = await saturate(s.url, payload, SECONDS);
-          const open = payload === 'huge' ? undefined : await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: SECONDS, warmupSeconds: 1, body: make });
+          const open = payload === 'huge' ? undefined : await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: OPEN_SECONDS, warmupSeconds: 1, body: make });
           rounds[s.name].push({ run, open, rss: peakRssMb(s.proc.pid!) });
           log(
             `   round ${r + 1} ${s.name.padEnd(7)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms` +
@@ -272,7 +274,7 @@ async function main(): Promise<void> {
   log('\nSaturation (autocannon; medians of the rounds; peak RSS = VmHWM of the server process in its round):');
   log(table(['payload', 'server', 'req/s', 'p50 ms', 'p99 ms', 'peak RSS MB', 'ratio webhook/floor', 'RSS ratio'], saturation));
   if (openRows.length) {
-    log(`\nOpen loop at ${RATE} req/s for ${SECONDS}s (latency from the scheduled send time; medians of the rounds):`);
+    log(`\nOpen loop at ${RATE} req/s for ${OPEN_SECONDS}s (latency from the scheduled send time; medians of the rounds):`);
     log(table(['payload', 'server', 'p50 ms', 'p99 ms'], openRows));
   }
   log('\nOne admission in-process (medians; "core" = decide + inject + diff + response, on a parsed review):');

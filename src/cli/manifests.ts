@@ -57,7 +57,7 @@ export function formatManifests(docs: OutputDoc[], format: OutputFormat): string
   }
   return docs
     .map((d) => {
-      const text = d.source ? d.source.toString({ lineWidth: 0 }) : new Document(d.value).toString({ lineWidth: 0 });
+      const text = d.source ? d.source.toString({ lineWidth: 0 }) : new Document(d.value, { aliasDuplicateObjects: false }).toString({ lineWidth: 0 });
       // A document's own "---" marker is printed by the join.
       return text.replace(/^---\n/, '');
     })

@@ -74,6 +74,19 @@ describe('inject', () => {
     expect((parse(moved.stdout) as V1Pod).spec!.containers).toHaveLength(2);
   });
 
+  it('prints shared parts in full, never as YAML aliases', async () => {
+    const doc =
+      'apiVersion: v1\nkind: List\nitems:\n' +
+      ['a', 'b']
+        .map((n) => `- { apiVersion: v1, kind: Pod, metadata: { name: ${n}, annotations: { sidecar-injector.io/inject: "true" } }, spec: { containers: [{ name: x, image: x }, { name: y, image: y }] } }\n`)
+        .join('');
+    const out = await inject(['-f', '-'], doc);
+    expect(out.code).toBe(0);
+    expect(out.stdout).not.toMatch(/[&*]a\d/);
+    const list = parse(out.stdout) as { items: V1Pod[] };
+    expect(list.items.flatMap((p) => p.spec!.containers.map((c) => c.volumeMounts?.[0]?.name))).toEqual(Array(6).fill('app-logs'));
+  });
+
   it('prints warnings to stderr as kubectl does', async () => {
     const doc = 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: { sidecar-injector.io/inject: "exporter,nope" }\nspec:\n  containers: [{ name: a, image: a }]\n';
     const out = await inject(['-f', '-'], doc);
