@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 
 export type PayloadName = 'small' | 'large' | 'huge';
 
-interface Shape {
+export interface Shape {
   containers: number;
   envPerContainer: number;
   portsPerContainer: number;
@@ -44,8 +44,8 @@ function container(i: number, shape: Shape): Record<string, unknown> {
   };
 }
 
-export function pod(name: PayloadName): Record<string, unknown> {
-  const shape = SHAPES[name];
+export function pod(name: PayloadName | Shape): Record<string, unknown> {
+  const shape = typeof name === 'string' ? SHAPES[name] : name;
   const extraVolumes = Math.max(0, shape.mountsPerContainer - 1);
   return {
     kind: 'Pod',
@@ -106,7 +106,7 @@ export function pod(name: PayloadName): Record<string, unknown> {
 
 const UID_MARK = '00000000-0000-4000-8000-000000000000';
 
-export function review(name: PayloadName, uid = UID_MARK): Record<string, unknown> {
+export function review(name: PayloadName | Shape, uid = UID_MARK): Record<string, unknown> {
   return {
     kind: 'AdmissionReview',
     apiVersion: 'admission.k8s.io/v1',

@@ -5,7 +5,7 @@
  * then the in-process cost of one admission. Prints tables and the targets.
  *
  * Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_OPEN_SECONDS (10),
- * BENCH_CONNECTIONS (16), BENCH_RATE (500), BENCH_PAYLOADS (small,large,huge).
+ * BENCH_CONNECTIONS (16), BENCH_RATE (500), BENCH_PAYLOADS (small,large,huge; empty: in-process only).
  */
 import autocannon from 'autocannon';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -21,7 +21,7 @@ import { mutate } from '../src/core/mutate.js';
 import { parseReview } from '../src/core/review.js';
 import { generateCertificates, writeCertificates } from '../src/tls/generate.js';
 import { openLoop, percentile, type OpenLoopResult } from './open-loop.js';
-import { bodyTemplate, review, type PayloadName } from './payloads.js';
+import { bodyTemplate, review, type PayloadName, type Shape } from './payloads.js';
 
 const env = process.env;
 const ROUNDS = Number(env.BENCH_ROUNDS ?? 3);
@@ -30,7 +30,7 @@ const CONNECTIONS = Number(env.BENCH_CONNECTIONS ?? 16);
 // p99 of an open loop needs thousands of samples to be more than a couple of hiccups.
 const OPEN_SECONDS = Number(env.BENCH_OPEN_SECONDS ?? 10);
 const RATE = Number(env.BENCH_RATE ?? 500);
-const PAYLOADS = (env.BENCH_PAYLOADS ?? 'small,large,huge').split(',') as PayloadName[];
+const PAYLOADS = (env.BENCH_PAYLOADS ?? 'small,large,huge').split(',').filter(Boolean) as PayloadName[];
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 const hasTaskset = spawnSync('taskset', ['--version'], { stdio: 'ignore' }).status === 0 && cpus().length >= 2;
@@ -165,7 +165,38 @@ async function saturate(url: string, payload: PayloadName, seconds: number): Pro
   return { rps: result.requests.average, p50: result.latency.p50, p99: result.latency.p99, errors: result.errors + result.non2xx + result.timeouts };
 }
 
-function inProcessCost(): { rows: string[][] } {
+/** Median µs of `fn` over `iterations` runs, after a warm-up. */
+function timeIt(fn: () => void, iterations: number): number {
+  for (let i = 0; i < Math.min(200, iterations); i++) fn();
+  const samples: number[] = [];
+  for (let i = 0; i < iterations; i++) {
+    const t = performance.now();
+    fn();
+    samples.push((performance.now() - t) * 1000);
+  }
+  return median(samples);
+}
+
+/** How the core's cost grows with the number of containers and of env vars: it must be linear (or flat). */
+function scaling(ctx: Parameters<typeof mutate>[1]): string[][] {
+  const rows: string[][] = [];
+  const series: [string, Shape[]][] = [
+    ['containers', [5, 10, 20, 40, 80].map((n) => ({ containers: n, envPerContainer: 10, portsPerContainer: 1, mountsPerContainer: 2 }))],
+    ['env per container', [750, 1500, 3000, 6000].map((n) => ({ containers: 5, envPerContainer: n, portsPerContainer: 1, mountsPerContainer: 1 }))],
+  ];
+  for (const [what, shapes] of series) {
+    for (const shape of shapes) {
+      const parsed = parseReview(JSON.parse(JSON.stringify(review(shape))));
+      if (!parsed.ok) throw new Error(parsed.error);
+      const us = timeIt(() => mutate(parsed.review, ctx), 500);
+      const n = what === 'containers' ? shape.containers : shape.envPerContainer;
+      rows.push([what, String(n), us.toFixed(1), (us / n).toFixed(2)]);
+    }
+  }
+  return rows;
+}
+
+function inProcessCost(): { rows: string[][]; scalingRows: string[][] } {
   const loaded = parseConfigText(readFileSync(join(ROOT, 'config/example.yaml'), 'utf8'), 'example.yaml');
   if (!loaded.ok) throw new Error(loaded.errors.join('\n'));
   const ctx = { config: loaded.compiled, namespaceLabels: () => undefined };
@@ -175,29 +206,19 @@ function inProcessCost(): { rows: string[][] } {
     const iterations = payload === 'huge' ? 300 : 3000;
     const parsedOnce = parseReview(JSON.parse(text));
     if (!parsedOnce.ok) throw new Error(parsedOnce.error);
-    const timeIt = (fn: () => void) => {
-      for (let i = 0; i < Math.min(200, iterations); i++) fn();
-      const samples: number[] = [];
-      for (let i = 0; i < iterations; i++) {
-        const t = performance.now();
-        fn();
-        samples.push((performance.now() - t) * 1000);
-      }
-      return median(samples);
-    };
     const core = timeIt(() => {
       const r = mutate(parsedOnce.review, ctx);
       if (!r.ok || !r.review.response.patch) throw new Error('no patch');
-    });
+    }, iterations);
     const withJson = timeIt(() => {
       const parsed = parseReview(JSON.parse(text));
       if (!parsed.ok) throw new Error(parsed.error);
       JSON.stringify(mutate(parsed.review, ctx));
-    });
+    }, iterations);
     const kb = Buffer.byteLength(text) / 1024;
     rows.push([payload, kb.toFixed(1), core.toFixed(1), (core / kb).toFixed(3), withJson.toFixed(0), (withJson / 1000).toFixed(2)]);
   }
-  return { rows };
+  return { rows, scalingRows: scaling(ctx) };
 }
 
 function table(head: string[], rows: string[][]): string {
@@ -278,8 +299,10 @@ async function main(): Promise<void> {
     log(table(['payload', 'server', 'p50 ms', 'p99 ms'], openRows));
   }
   log('\nOne admission in-process (medians; "core" = decide + inject + diff + response, on a parsed review):');
-  const { rows } = inProcessCost();
+  const { rows, scalingRows } = inProcessCost();
   log(table(['payload', 'KB', 'core µs', 'core µs/KB', 'with JSON parse+stringify µs', 'ms'], rows));
+  log('\nGrowth of the core cost (decide + inject + diff + response) with pod size:');
+  log(table(['growing', 'n', 'core µs', 'µs per unit'], scalingRows));
   const huge = rows.find((r) => r[0] === 'huge');
   if (huge) verdicts.push(`${Number(huge[5]) <= 10 ? 'MET ' : 'MISS'} huge pod in-process: ${huge[5]} ms with JSON, core ${huge[2]} µs (target <= 10 ms)`);
   log('\nTargets:');
