@@ -115,6 +115,10 @@ export function createApp(deps: AppDeps): express.Express {
         },
         'admission',
       );
+    }).catch((err: unknown) => {
+      // Nothing above should throw; if it does, answer and log rather than take the process down.
+      deps.logger.error({ err }, 'request failed');
+      if (!res.headersSent) sendError(res, 'INTERNAL');
     });
   });
 

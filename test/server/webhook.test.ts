@@ -239,6 +239,26 @@ describe('bad requests get a clear answer, never a crash', () => {
     ).rejects.toThrow();
   });
 
+  it('an internal error fails closed with code 500 in the review, is logged and counted as error', async () => {
+    const broken = new Proxy({} as ReturnType<typeof testConfig>, {
+      get() {
+        throw new Error('config exploded');
+      },
+    });
+    server.setConfig(broken);
+    try {
+      const review = admissionReview(apiserverPod());
+      const answer = await admit(review);
+      expect(answer.response).toMatchObject({ allowed: false, status: { code: 500 } });
+      expect(answer.response.status!.message).toContain('config exploded');
+      const line = server.logs.find((l) => l.uid === (review.request as { uid: string }).uid && l.msg === 'admission');
+      expect(line).toMatchObject({ decision: 'error' });
+      expect(server.logs.some((l) => l.msg === 'admission failed' && l.level === 50)).toBe(true);
+    } finally {
+      server.setConfig(testConfig());
+    }
+  });
+
   it('the server still answers after all of the above', async () => {
     await admitAndApply(apiserverPod());
   });
