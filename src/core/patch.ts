@@ -63,7 +63,9 @@ function diff(original: Json, mutated: Json, path: string, ops: AddOperation<Jso
       const before = original[key];
       if (before !== after) diff(before, after, `${path}/${escapePathComponent(key)}`, ops);
     }
-    if (kept !== Object.keys(original).length) {
+    let originalKeys = 0;
+    for (const key in original) if (Object.hasOwn(original, key)) originalKeys++;
+    if (kept !== originalKeys) {
       const gone = Object.keys(original).find((k) => !Object.hasOwn(mutated, k)) ?? '';
       throw new NonAdditiveChangeError(`${path}/${escapePathComponent(gone)}`, 'remove a field');
     }

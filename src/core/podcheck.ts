@@ -50,6 +50,8 @@ export function podProblems(pod: V1Pod): string[] {
 
 /** Problems of `mutated` that `original` did not have. */
 export function newProblems(original: V1Pod, mutated: V1Pod): string[] {
+  const after = podProblems(mutated);
+  if (after.length === 0) return after; // the usual case: no need to look at the original
   const before = new Set(podProblems(original));
-  return podProblems(mutated).filter((p) => !before.has(p));
+  return after.filter((p) => !before.has(p));
 }
