@@ -7,7 +7,6 @@ import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { CompiledConfig } from '../core/config.js';
 import type { NamespaceLabels } from '../core/mutate.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
 import { createMetrics } from '../ops/metrics.js';
@@ -53,7 +52,6 @@ export class StartupError extends Error {
 export interface ServeHandle {
   port: number;
   metricsPort: number | undefined;
-  config(): CompiledConfig;
   /** Readiness off at once; after the delay stop accepting, drain, close. Resolves when all is closed. */
   shutdown(): Promise<void>;
 }
@@ -153,7 +151,6 @@ export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels:
   return {
     port: https.port,
     metricsPort: metricsListener?.port,
-    config: () => config,
     shutdown: () =>
       (shuttingDown ??= (async () => {
         ready = false;
