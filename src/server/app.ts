@@ -45,7 +45,8 @@ function sendJson(res: Response, status: number, value: unknown): void {
   res.end(body);
 }
 
-function sendError(res: Response, code: HttpErrorCode, detail?: string): void {
+/** Answers with an error from the catalogue (errors.ts) as JSON. */
+export function sendError(res: Response, code: HttpErrorCode, detail?: string): void {
   const { status, body } = httpError(code, detail);
   sendJson(res, status, body);
 }

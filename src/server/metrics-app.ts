@@ -1,8 +1,7 @@
 /** The plain-HTTP metrics port: /metrics in Prometheus text format, plus the health routes. */
 import express, { type Request, type Response } from 'express';
 import type { Registry } from 'prom-client';
-import { addHealthRoutes } from './app.js';
-import { httpError } from './errors.js';
+import { addHealthRoutes, sendError } from './app.js';
 
 export function createMetricsApp(registry: Registry, ready: () => boolean): express.Express {
   const app = express();
@@ -13,9 +12,6 @@ export function createMetricsApp(registry: Registry, ready: () => boolean): expr
       res.type(registry.contentType).send(text);
     });
   });
-  app.use((_req: Request, res: Response) => {
-    const { status, body } = httpError('NOT_FOUND');
-    res.status(status).json(body);
-  });
+  app.use((_req: Request, res: Response) => sendError(res, 'NOT_FOUND'));
   return app;
 }

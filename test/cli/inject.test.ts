@@ -16,7 +16,6 @@ const fixture = (name: string) => new URL(`../fixtures/manifests/${name}`, impor
 const CONFIG = fixture('config.yaml');
 const inject = (args: string[], input?: string) => runCli(['inject', '--config', CONFIG, ...args], { input });
 
-if (!hasKubectl && process.env.CI === 'true') throw new Error('kubectl is required under CI=true');
 if (!hasKubectl) process.stderr.write('NOTE: kubectl not on PATH: CLI output is checked with the yaml parser only\n');
 
 describe('inject', () => {

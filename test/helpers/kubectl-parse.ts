@@ -5,7 +5,7 @@
  */
 import { spawnSync } from 'node:child_process';
 
-export const hasKubectl = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
+export { hasKubectl } from './patch-engine.js';
 
 export function kubectlParse(manifests: string): unknown[] {
   const res = spawnSync('kubectl', ['patch', '--local', '-f', '-', '--type=merge', '-p', '{}', '-o', 'json'], {

@@ -12,7 +12,7 @@ import { applyPatch } from 'rfc6902';
 import type { Operation } from 'rfc6902';
 import type { V1Pod } from '@kubernetes/client-node';
 
-const hasKubectl = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
+export const hasKubectl = spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
 if (!hasKubectl) {
   if (process.env.CI === 'true') throw new Error('kubectl is required under CI=true to apply patches (apt-get install kubernetes-client)');
   process.stderr.write('NOTE: kubectl not on PATH: patches are applied with the rfc6902 package instead\n');
