@@ -199,7 +199,7 @@ function scaling(ctx: Parameters<typeof mutate>[1]): string[][] {
 function inProcessCost(): { rows: string[][]; scalingRows: string[][] } {
   const loaded = parseConfigText(readFileSync(join(ROOT, 'config/example.yaml'), 'utf8'), 'example.yaml');
   if (!loaded.ok) throw new Error(loaded.errors.join('\n'));
-  const ctx = { config: loaded.compiled, namespaceLabels: () => undefined };
+  const ctx = { config: loaded.compiled, namespaceLabels: () => undefined, server: { nativeSidecars: true } };
   const rows: string[][] = [];
   for (const payload of ['small', 'large', 'huge'] as PayloadName[]) {
     const text = JSON.stringify(review(payload));

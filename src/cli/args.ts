@@ -4,6 +4,7 @@
  * (SIDECAR_INJECTOR_ + upper snake case) as the fallback. A flag wins.
  */
 import { parseArgs } from 'node:util';
+import { parseKubeVersion, type KubeVersion } from '../core/kube-version.js';
 
 export interface FlagSpec {
   type: 'string' | 'boolean';
@@ -77,4 +78,12 @@ export function flagHelp(specs: FlagSpecs): string {
       return `${left.padEnd(30)} ${s.help}${extra ? ` (${extra})` : ''}`;
     })
     .join('\n');
+}
+
+/** `--kube-version X.Y`; undefined when not given. */
+export function kubeVersionFlag(raw: string | undefined): KubeVersion | undefined {
+  if (raw === undefined) return undefined;
+  const version = parseKubeVersion(raw);
+  if (!version) throw new UsageError(`--kube-version: expected a Kubernetes version such as 1.30, got "${raw}"`);
+  return version;
 }

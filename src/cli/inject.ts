@@ -3,7 +3,8 @@ import { readFile } from 'node:fs/promises';
 import type { CompiledConfig } from '../core/config.js';
 import { injectWorkload, type WorkloadResult } from '../core/workloads.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
-import { parseFlags, UsageError, type FlagSpecs } from './args.js';
+import { featuresOf, NEWEST } from '../core/kube-version.js';
+import { kubeVersionFlag, parseFlags, UsageError, type FlagSpecs } from './args.js';
 import type { CommandIO } from './io.js';
 import { formatManifests, parseManifests, type OutputDoc, type OutputFormat } from './manifests.js';
 
@@ -13,6 +14,7 @@ export const INJECT_FLAGS: FlagSpecs = {
   namespace: { type: 'string', short: 'n', default: 'default', help: "namespace for documents that name none (a document's own wins)" },
   'namespace-label': { type: 'string', multiple: true, help: 'a label of the namespace, k=v (repeatable); stands in for the cluster' },
   output: { type: 'string', short: 'o', default: 'yaml', help: 'yaml or json' },
+  'kube-version': { type: 'string', help: 'Kubernetes version X.Y the pods go to; decides nativeSidecar: auto (default: the newest)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -58,6 +60,7 @@ export async function runInject(argv: string[], io: CommandIO): Promise<number> 
   const format = flags.output as string;
   if (format !== 'yaml' && format !== 'json') throw new UsageError(`-o: expected yaml or json, got "${format}"`);
   const namespaceLabels = parseLabels((flags['namespace-label'] as string[] | undefined) ?? []);
+  const kubeVersion = kubeVersionFlag(flags['kube-version'] as string | undefined) ?? NEWEST;
 
   try {
     const config = await loadConfig(flags.config as string | undefined);
@@ -70,7 +73,7 @@ export async function runInject(argv: string[], io: CommandIO): Promise<number> 
     const parsed = parseManifests(text);
     if (!parsed.ok) throw new InjectError(parsed.error);
 
-    const ctx = { namespace: flags.namespace as string, namespaceLabels };
+    const ctx = { namespace: flags.namespace as string, namespaceLabels, server: featuresOf(kubeVersion) };
     const out: OutputDoc[] = [];
     for (const doc of parsed.docs) {
       const label = `document ${doc.index}${describeDoc(doc.value) ? ` (${describeDoc(doc.value)})` : ''}`;

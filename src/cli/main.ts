@@ -51,7 +51,7 @@ async function runServe(argv: string[]): Promise<number> {
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   const { logger, flushLogs } = createLogger(level);
   flush = flushLogs;
-  const handle = await serve(flags, logger);
+  const handle = await serve(flags, logger, { env: process.env, leanClientNode: true });
   await new Promise<void>((resolve) => {
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {

@@ -3,11 +3,13 @@
  * app. Returns a handle; main.ts owns the process and its signals.
  */
 import { access } from 'node:fs/promises';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { NamespaceLabels } from '../core/mutate.js';
+import type { ServerFeatures } from '../core/inject.js';
+import { featuresOf, NEWEST } from '../core/kube-version.js';
+import { connectCluster, type KubeClient } from '../kube/client.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
 import { createMetrics } from '../ops/metrics.js';
 import { watchFiles, type FileWatcher } from '../ops/watch.js';
@@ -16,7 +18,8 @@ import { listenHttp, listenHttps, type HttpsListener, type Listener } from '../s
 import { createMetricsApp } from '../server/metrics-app.js';
 import { generateCertificates, writeCertificates } from '../tls/generate.js';
 import { loadTlsPair } from '../tls/load.js';
-import { intFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
+import { intFlag, kubeVersionFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
+import { startCluster } from './cluster.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   config: { type: 'string', env: true, help: 'profiles config file, watched for changes (the built-in example when absent)' },
@@ -28,6 +31,11 @@ export const SERVE_FLAGS: FlagSpecs = {
   host: { type: 'string', env: true, default: '0.0.0.0', help: 'address to listen on' },
   'shutdown-delay': { type: 'string', env: true, default: '5', help: 'seconds to keep accepting after SIGTERM, while endpoints stop routing here' },
   'log-level': { type: 'string', env: true, default: 'info', help: 'trace, debug, info, warn, error' },
+  kubeconfig: { type: 'string', env: true, help: 'kubeconfig file for cluster access (default: in-cluster when in a pod, else none)' },
+  'patch-ca-bundle': { type: 'string', env: true, help: 'MutatingWebhookConfiguration whose webhooks get ca.crt (beside --tls-cert) as caBundle' },
+  events: { type: 'boolean', env: true, help: 'record Kubernetes Events for admissions (default on with a cluster)' },
+  'no-events': { type: 'boolean', help: 'do not record Events' },
+  'kube-version': { type: 'string', env: true, help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -70,7 +78,16 @@ function secondsFlag(flags: ParsedFlags, name: string): number {
   return n * 1000;
 }
 
-export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels: NamespaceLabels = () => undefined): Promise<ServeHandle> {
+export interface ServeOptions {
+  env: Readonly<Record<string, string | undefined>>;
+  /** Load client-node without its generated index (src/kube/lean-import-hook.ts): the real process does. */
+  leanClientNode?: boolean;
+}
+
+/** With a cluster, readiness waits for the namespace cache at most this long, then rule 7 runs on direct reads. */
+export const SYNC_BOUND_MS = 30_000;
+
+export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOptions): Promise<ServeHandle> {
   const port = intFlag(flags, 'port', 0, 65535);
   const metricsPortFlag = intFlag(flags, 'metrics-port', 0, 65535);
   const shutdownDelayMs = secondsFlag(flags, 'shutdown-delay');
@@ -92,23 +109,43 @@ export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels:
   }
   const tls = await loadTlsPair(certPath, keyPath);
   if (!tls.ok) throw new StartupError([tls.error]);
+  const kubeVersion = kubeVersionFlag(flags['kube-version'] as string | undefined);
 
   const metrics = createMetrics();
   metrics.configRevision(config.revision);
   let ready = true;
   const isReady = () => ready;
 
+  let client: KubeClient | undefined;
+  try {
+    client = await connectCluster({ kubeconfig: flags.kubeconfig as string | undefined, env: options.env, lean: options.leanClientNode });
+  } catch (err) {
+    throw new StartupError([(err as Error).message]);
+  }
+  const caBundleName = flags['patch-ca-bundle'] as string | undefined;
+  if (!client && caBundleName) throw new StartupError(['--patch-ca-bundle needs cluster access (--kubeconfig, or running in a pod)']);
+  const cluster = client ? startCluster(client, { flags, logger, metrics, kubeVersion, caPath: join(dirname(certPath), 'ca.crt') }) : undefined;
+  if (!cluster) {
+    logger.info('no cluster access (no --kubeconfig, not in a pod): namespace labels (rule 7), --patch-ca-bundle and events are off');
+  }
+  let server: ServerFeatures = featuresOf(kubeVersion ?? NEWEST);
+  if (!kubeVersion && !cluster) server = { nativeSidecars: false }; // unknown: the safe side
+
   const app = createApp({
     config: () => config,
-    namespaceLabels,
+    namespaceLabels: cluster ? (ns) => cluster.namespaces.labels(ns) : () => undefined,
+    lookupNamespace: cluster ? (ns) => cluster.namespaces.lookup(ns) : undefined,
+    server: () => cluster?.server() ?? server,
+    recordEvent: cluster?.events ? (e) => cluster.events?.record(e) : undefined,
     logger,
     now: () => performance.now(),
     ready: isReady,
+    notReady: cluster?.notReady,
     onAdmission: metrics.admission,
   });
   const https: HttpsListener = await listenHttps(app, { port, host, tls: tls.pair });
   let metricsListener: Listener | undefined;
-  if (metricsPortFlag !== 0) metricsListener = await listenHttp(createMetricsApp(metrics.registry, isReady), { port: metricsPortFlag, host });
+  if (metricsPortFlag !== 0) metricsListener = await listenHttp(createMetricsApp(metrics.registry, isReady, cluster?.notReady), { port: metricsPortFlag, host });
 
   const watchers: FileWatcher[] = [];
   if (flags.config !== undefined) {
@@ -139,8 +176,11 @@ export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels:
       https.setTls(pair.pair);
       metrics.tlsReload('success');
       logger.info({ cert: certPath }, 'certificate reloaded');
+      cluster?.caBundle?.sync();
     }),
   );
+  // The CA can rotate on its own (cert-manager rolls the CA before the leaf): write it whenever it changes.
+  if (cluster?.caBundle) watchers.push(await watchFiles([join(dirname(certPath), 'ca.crt')], async () => cluster.caBundle?.sync()));
 
   logger.info(
     { port: https.port, metricsPort: metricsListener?.port ?? null, host, config: configPath, revision: config.revision },
@@ -157,9 +197,10 @@ export async function serve(flags: ParsedFlags, logger: Logger, namespaceLabels:
         logger.info({ delaySeconds: shutdownDelayMs / 1000 }, 'shutting down: readiness off, still accepting during the delay');
         await sleep(shutdownDelayMs);
         for (const w of watchers) w.close();
+        cluster?.stop();
         logger.info('no longer accepting; draining in-flight requests');
         const deadline = SHUTDOWN_BOUND_MS - shutdownDelayMs - 1000;
-        await Promise.all([https.drain(deadline), metricsListener?.drain(deadline)]);
+        await Promise.all([https.drain(deadline), metricsListener?.drain(deadline), cluster?.events?.close()]);
         logger.info('shut down');
       })()),
   };

@@ -10,7 +10,7 @@
  * config load (see README, Performance).
  */
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import type { InjectorConfig, Profile } from '../core/config.js';
+import type { InjectorConfig, NativeSidecar, Profile } from '../core/config.js';
 import type { LabelSelector } from '../core/selector.js';
 import { parseQuantity } from '../core/quantity.js';
 import { CONTAINER_FIELDS, VOLUME_FIELDS } from './core-v1-fields.js';
@@ -158,6 +158,12 @@ function readSelector(r: Reader, v: unknown, at: Path): LabelSelector | undefine
   return s as LabelSelector;
 }
 
+function readNativeSidecar(r: Reader, v: unknown, at: Path): NativeSidecar {
+  if (v === undefined) return false;
+  if (v === true || v === false || v === 'auto') return v;
+  return r.fail(at, 'must be true, false or auto') ?? false;
+}
+
 const PROFILE_FIELDS = ['nativeSidecar', 'containers', 'initContainers', 'volumes', 'appVolumeMounts', 'overrides'];
 
 function readProfile(r: Reader, v: unknown, at: Path): Profile | undefined {
@@ -165,7 +171,7 @@ function readProfile(r: Reader, v: unknown, at: Path): Profile | undefined {
   if (!p) return undefined;
   const overrides = r.object(p.overrides, [...at, 'overrides'], ['resources', 'imageRegistries']) ?? {};
   return {
-    nativeSidecar: r.boolean(p.nativeSidecar, [...at, 'nativeSidecar'], false),
+    nativeSidecar: readNativeSidecar(r, p.nativeSidecar, [...at, 'nativeSidecar']),
     containers: r.list(p.containers, [...at, 'containers'], (x, q) => readContainer(r, x, q)),
     initContainers: r.list(p.initContainers, [...at, 'initContainers'], (x, q) => readContainer(r, x, q)),
     volumes: r.list(p.volumes, [...at, 'volumes'], (x, q) => readVolume(r, x, q)),
@@ -248,8 +254,8 @@ function profileProblems(p: Profile): Problem[] {
           ports.add(key);
         });
       }
-      if (list === 'containers' && c.restartPolicy !== undefined && !(p.nativeSidecar && c.restartPolicy === 'Always')) {
-        problems.push({ path: at('restartPolicy'), message: 'only allowed as Always, with nativeSidecar: true (set by the injector)' });
+      if (list === 'containers' && c.restartPolicy !== undefined && !(p.nativeSidecar !== false && c.restartPolicy === 'Always')) {
+        problems.push({ path: at('restartPolicy'), message: 'only allowed as Always, with nativeSidecar: true or auto (set by the injector)' });
       }
       if (list === 'initContainers' && c.restartPolicy !== undefined) {
         problems.push({ path: at('restartPolicy'), message: 'not allowed on initContainers; use nativeSidecar: true' });

@@ -7,7 +7,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { AddOperation } from 'fast-json-patch';
 import type { CompiledConfig } from './config.js';
 import { decide } from './decide.js';
-import { inject } from './inject.js';
+import { inject, type ServerFeatures } from './inject.js';
 import { additivePatch } from './patch.js';
 import { newProblems } from './podcheck.js';
 import { warning } from './warning.js';
@@ -22,6 +22,7 @@ export type PodOutcome =
 export interface PodContext {
   namespace: string;
   namespaceLabels: Readonly<Record<string, string>> | undefined;
+  server: ServerFeatures;
 }
 
 export function admitPod(pod: V1Pod, ctx: PodContext, compiled: CompiledConfig): PodOutcome {
@@ -31,7 +32,7 @@ export function admitPod(pod: V1Pod, ctx: PodContext, compiled: CompiledConfig):
   }
 
   const { profiles } = decision;
-  const injection = inject(pod, profiles, compiled);
+  const injection = inject(pod, profiles, compiled, ctx.server);
   const warnings = [...decision.warnings, ...injection.warnings];
   const conflicts = newProblems(pod, injection.pod);
   if (conflicts.length > 0) {

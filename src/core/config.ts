@@ -13,8 +13,11 @@ export interface ProfileOverrides {
   imageRegistries: string[];
 }
 
+/** true: native sidecars (restartPolicy: Always init containers); auto: native where the API server supports them. */
+export type NativeSidecar = boolean | 'auto';
+
 export interface Profile {
-  nativeSidecar: boolean;
+  nativeSidecar: NativeSidecar;
   containers: V1Container[];
   initContainers: V1Container[];
   volumes: V1Volume[];

@@ -6,6 +6,7 @@
  */
 import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { CompiledConfig } from './config.js';
+import { withContainerDefaults, withVolumeDefaults } from './defaults.js';
 import { applyOverrides, readOverrides } from './overrides.js';
 import { warning } from './warning.js';
 
@@ -24,7 +25,13 @@ export interface Injection {
   warnings: string[];
 }
 
-export function inject(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig): Injection {
+/** What the API server the pod goes to can do. */
+export interface ServerFeatures {
+  /** Init containers with `restartPolicy: Always` (Kubernetes 1.29+); older servers drop the field. */
+  nativeSidecars: boolean;
+}
+
+export function inject(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig, server: ServerFeatures): Injection {
   const { config, keys, revision } = compiled;
   const warnings: string[] = [];
   const annotations = pod.metadata?.annotations;
@@ -41,15 +48,20 @@ export function inject(pod: V1Pod, profileNames: readonly string[], compiled: Co
     if (!profile) continue; // decide() only hands over known names
     const withOverrides = (c: V1Container) => {
       injectedNames.add(c.name);
-      return applyOverrides(c, overrides.get(c.name), profile, warnings);
+      return withContainerDefaults(applyOverrides(c, overrides.get(c.name), profile, warnings));
     };
+    // A server without native sidecars would drop restartPolicy and leave an init container that never ends.
+    const native = profile.nativeSidecar !== false && server.nativeSidecars;
+    if (profile.nativeSidecar === true && !server.nativeSidecars && profile.containers.length > 0) {
+      warnings.push(warning(`profile ${name}: API server lacks native sidecars; injected as regular containers`));
+    }
     initContainers.push(...profile.initContainers.map(withOverrides));
     for (const c of profile.containers) {
-      const container = withOverrides(c);
-      if (profile.nativeSidecar) initContainers.push({ ...container, restartPolicy: 'Always' });
+      const container = withoutRestartPolicy(withOverrides(c));
+      if (native) initContainers.push({ ...container, restartPolicy: 'Always' });
       else sidecars.push(container);
     }
-    volumes.push(...profile.volumes);
+    volumes.push(...profile.volumes.map(withVolumeDefaults));
     appMounts.push(...profile.appVolumeMounts);
   }
 
@@ -82,4 +94,12 @@ export function inject(pod: V1Pod, profileNames: readonly string[], compiled: Co
     spec: newSpec,
   };
   return { pod: mutated, status, warnings };
+}
+
+/** A profile may write `restartPolicy: Always` on a sidecar; the injector sets it only where it is native. */
+function withoutRestartPolicy(c: V1Container): V1Container {
+  if (c.restartPolicy === undefined) return c;
+  const copy = { ...c };
+  delete copy.restartPolicy;
+  return copy;
 }

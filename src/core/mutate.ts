@@ -4,7 +4,10 @@
  * caller provides (a cache, never a network call).
  */
 import type { CompiledConfig } from './config.js';
-import { admitPod, type PodDecision } from './admit.js';
+import { admitPod, type PodDecision, type PodOutcome } from './admit.js';
+import { podEvent, type PodEvent } from './events.js';
+import type { ServerFeatures } from './inject.js';
+import { warning } from './warning.js';
 import { allowed, complete, denied, patched, type AdmissionReviewOut } from './response.js';
 import { asPod, isPodCreate, podShapeProblem, type AdmissionReviewIn } from './review.js';
 
@@ -14,6 +17,11 @@ export type NamespaceLabels = (namespace: string) => Readonly<Record<string, str
 export interface MutateContext {
   config: CompiledConfig;
   namespaceLabels: NamespaceLabels;
+  server: ServerFeatures;
+  /** Set when the namespace's labels could not be had: the pod is decided as if it had none, and told why. */
+  namespaceProblem?: string;
+  /** Describe the Event this admission deserves (only when an event recorder is listening). */
+  events?: boolean;
 }
 
 /** What the edge logs and counts for one admission. */
@@ -26,8 +34,13 @@ export interface MutateSummary {
 }
 
 export type MutateResult =
-  | { ok: true; review: AdmissionReviewOut; summary: MutateSummary }
+  | { ok: true; review: AdmissionReviewOut; summary: MutateSummary; event?: PodEvent }
   | { ok: false; error: string };
+
+function auditAnnotationsOf(outcome: PodOutcome): Record<string, string> {
+  if (outcome.decision === 'injected') return { decision: outcome.decision, profiles: outcome.profiles.join(',') };
+  return { decision: outcome.decision, reason: outcome.reason };
+}
 
 export function mutate(review: AdmissionReviewIn, ctx: MutateContext): MutateResult {
   const { apiVersion, request } = review;
@@ -46,12 +59,18 @@ export function mutate(review: AdmissionReviewIn, ctx: MutateContext): MutateRes
   const pod = asPod(request.object);
   const podName = pod.metadata?.name || pod.metadata?.generateName || request.name || '';
   const podNamespace = namespace || pod.metadata?.namespace || '';
-  const outcome = admitPod(pod, { namespace: podNamespace, namespaceLabels: ctx.namespaceLabels(podNamespace) }, ctx.config);
+  const outcome = admitPod(
+    pod,
+    { namespace: podNamespace, namespaceLabels: ctx.namespaceProblem ? undefined : ctx.namespaceLabels(podNamespace), server: ctx.server },
+    ctx.config,
+  );
+  const warnings = ctx.namespaceProblem && outcome.decision !== 'unchanged'
+    ? [warning(`namespace labels unavailable (${ctx.namespaceProblem}); decided without them`), ...outcome.warnings]
+    : outcome.warnings;
 
-  const auditAnnotations: Record<string, string> = { decision: outcome.decision };
-  if (outcome.decision === 'injected') auditAnnotations.profiles = outcome.profiles.join(',');
-  else auditAnnotations.reason = outcome.reason;
-  const extras = { warnings: outcome.warnings, auditAnnotations };
+  // A re-invocation (status annotation present) records nothing: the API server keeps the first call's
+  // audit annotations and logs an error for every key a later call tries to overwrite.
+  const extras = outcome.decision === 'unchanged' ? { warnings } : { warnings, auditAnnotations: auditAnnotationsOf(outcome) };
 
   let body;
   if (outcome.decision === 'injected') body = patched(outcome.patch, extras);
@@ -62,5 +81,6 @@ export function mutate(review: AdmissionReviewIn, ctx: MutateContext): MutateRes
     ok: true,
     review: complete(apiVersion, request.uid, body),
     summary: { decision: outcome.decision, namespace: podNamespace, pod: podName, profiles: outcome.profiles, reason: outcome.reason },
+    event: ctx.events ? podEvent(pod, podNamespace, outcome, ctx.config) : undefined,
   };
 }

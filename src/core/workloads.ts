@@ -6,6 +6,7 @@
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CompiledConfig } from './config.js';
 import { admitPod, type PodOutcome } from './admit.js';
+import type { ServerFeatures } from './inject.js';
 import { podShapeProblem } from './review.js';
 
 type Obj = Record<string, unknown>;
@@ -44,6 +45,7 @@ export interface WorkloadContext {
   /** Used when the object has no metadata.namespace. */
   namespace: string;
   namespaceLabels: Readonly<Record<string, string>> | undefined;
+  server: ServerFeatures;
 }
 
 export function injectWorkload(object: unknown, ctx: WorkloadContext, config: CompiledConfig): WorkloadResult {
@@ -51,7 +53,7 @@ export function injectWorkload(object: unknown, ctx: WorkloadContext, config: Co
   const kind = typeof object.kind === 'string' ? object.kind : '';
   const metadata = isObject(object.metadata) ? object.metadata : {};
   const namespace = typeof metadata.namespace === 'string' && metadata.namespace !== '' ? metadata.namespace : ctx.namespace;
-  const podCtx = { namespace, namespaceLabels: ctx.namespaceLabels };
+  const podCtx = { namespace, namespaceLabels: ctx.namespaceLabels, server: ctx.server };
 
   if (kind === 'Pod') {
     const problem = podShapeProblem(object, 'Pod');

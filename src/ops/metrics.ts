@@ -7,8 +7,15 @@ export type ReloadResult = 'success' | 'failure';
 
 const DECISIONS: AdmissionDecision[] = ['injected', 'skipped', 'unchanged', 'conflict', 'denied', 'error'];
 
+export type NamespaceWatchRestart = 'closed' | 'expired' | 'error';
+
 export interface Metrics {
   registry: Registry;
+  namespaceCacheSynced(synced: boolean): void;
+  namespaceWatchRestart(reason: NamespaceWatchRestart): void;
+  namespaceLookup(result: 'fetched' | 'failed'): void;
+  caBundle(result: 'patched' | 'unchanged' | 'failure'): void;
+  event(result: 'created' | 'updated' | 'dropped' | 'failed'): void;
   admission(decision: AdmissionDecision, seconds: number): void;
   configReload(result: ReloadResult): void;
   tlsReload(result: ReloadResult): void;
@@ -50,6 +57,36 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const cacheSynced = new Gauge({
+    name: 'sidecar_injector_namespace_cache_synced',
+    help: 'Whether the namespace label cache has listed the namespaces once (1) or not (0, also without a cluster).',
+    registers: [registry],
+  });
+  const watchRestarts = new Counter({
+    name: 'sidecar_injector_namespace_watch_restarts_total',
+    help: 'Namespace watch restarts, by reason: closed (by the server), expired (410 Gone, relisted), error (backed off).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const lookups = new Counter({
+    name: 'sidecar_injector_namespace_lookups_total',
+    help: 'Direct reads of namespaces the cache had not seen, by result; failed ones decide the pod without namespace labels.',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const caBundles = new Counter({
+    name: 'sidecar_injector_ca_bundle_writes_total',
+    help: 'caBundle checks of --patch-ca-bundle, by result: patched, unchanged (already equal), failure (retried).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const events = new Counter({
+    name: 'sidecar_injector_events_total',
+    help: 'Kubernetes Events, by result: created, updated (aggregated count), dropped (queue full), failed.',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+
   // Every series exists from the start, so rate() and alerts see zeros rather than gaps.
   for (const d of DECISIONS) admissions.inc({ decision: d }, 0);
   for (const r of ['success', 'failure']) {
@@ -57,8 +94,19 @@ export function createMetrics(): Metrics {
     tlsReloads.inc({ result: r }, 0);
   }
 
+  cacheSynced.set(0);
+  for (const r of ['closed', 'expired', 'error']) watchRestarts.inc({ reason: r }, 0);
+  for (const r of ['fetched', 'failed']) lookups.inc({ result: r }, 0);
+  for (const r of ['patched', 'unchanged', 'failure']) caBundles.inc({ result: r }, 0);
+  for (const r of ['created', 'updated', 'dropped', 'failed']) events.inc({ result: r }, 0);
+
   return {
     registry,
+    namespaceCacheSynced: (synced) => cacheSynced.set(synced ? 1 : 0),
+    namespaceWatchRestart: (reason) => watchRestarts.inc({ reason }),
+    namespaceLookup: (result) => lookups.inc({ result }),
+    caBundle: (result) => caBundles.inc({ result }),
+    event: (result) => events.inc({ result }),
     admission: (decision, seconds) => {
       admissions.inc({ decision });
       duration.observe(seconds);

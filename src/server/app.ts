@@ -6,9 +6,12 @@
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../core/config.js';
+import type { PodEvent } from '../core/events.js';
+import type { ServerFeatures } from '../core/inject.js';
 import { mutate, type MutateSummary, type NamespaceLabels } from '../core/mutate.js';
 import { complete, denied, type AdmissionReviewOut } from '../core/response.js';
-import { parseReview } from '../core/review.js';
+import { isPodCreate, parseReview, type AdmissionReviewIn } from '../core/review.js';
+import type { NamespaceLookup } from '../kube/namespaces.js';
 import { readJsonBody } from './body.js';
 import { httpError, type HttpErrorCode } from './errors.js';
 
@@ -17,24 +20,34 @@ export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 export interface AppDeps {
   /** The config in force; read once per admission so a reload never splits one. */
   config: () => CompiledConfig;
+  /** Labels of namespaces the cache holds (synchronous; undefined when not seen). */
   namespaceLabels: NamespaceLabels;
+  /** With a cluster: one bounded read of a namespace the cache has not seen. */
+  lookupNamespace?: (namespace: string) => Promise<NamespaceLookup>;
+  /** What the API server supports, as detected at start. */
+  server: () => ServerFeatures;
+  /** With --events: receives the Event an admission deserves; must not block. */
+  recordEvent?: (event: PodEvent) => void;
   logger: Logger;
   /** Monotonic clock in milliseconds. */
   now: () => number;
   /** False once shutdown has begun. */
   ready: () => boolean;
+  /** Why the server is not ready yet for another reason (the namespace cache has not synced), or undefined. */
+  notReady?: () => string | undefined;
   /** Called once per request to /mutate when its answer is sent: the decision, or `error` for a bad request. */
   onAdmission?: (decision: MutateSummary['decision'], seconds: number) => void;
 }
 
 /** /healthz and /readyz, the same on the webhook and metrics ports. */
-export function addHealthRoutes(app: express.Express, ready: () => boolean): void {
+export function addHealthRoutes(app: express.Express, ready: () => boolean, notReady: () => string | undefined = () => undefined): void {
   app.get('/healthz', (_req: Request, res: Response) => {
     res.json({ status: 'ok' });
   });
   app.get('/readyz', (_req: Request, res: Response) => {
-    if (ready()) res.json({ status: 'ready' });
-    else res.status(503).json({ status: 'shutting down' });
+    const why = ready() ? notReady() : 'shutting down';
+    if (why === undefined) res.json({ status: 'ready' });
+    else res.status(503).json({ status: why });
   });
 }
 
@@ -61,12 +74,51 @@ export function createApp(deps: AppDeps): express.Express {
     if (!deps.ready()) res.setHeader('Connection', 'close');
     next();
   });
-  addHealthRoutes(app, deps.ready);
+  addHealthRoutes(app, deps.ready, deps.notReady);
 
   app.post('/mutate', (req: Request, res: Response) => {
     const start = deps.now();
     let summary: MutateSummary | undefined;
     res.on('finish', () => deps.onAdmission?.(summary?.decision ?? 'error', (deps.now() - start) / 1000));
+
+    /** Decides, answers and logs one parsed review. */
+    const answer = (review: AdmissionReviewIn, config: CompiledConfig, labels: NamespaceLabels, namespaceProblem: string | undefined): void => {
+      const { request, apiVersion } = review;
+      let decided: MutateSummary;
+      let out: AdmissionReviewOut;
+      try {
+        const result = mutate(review, { config, namespaceLabels: labels, server: deps.server(), namespaceProblem, events: deps.recordEvent !== undefined });
+        if (!result.ok) {
+          deps.logger.warn({ uid: request.uid, problem: result.error }, 'rejected request: invalid object');
+          sendError(res, 'INVALID_REVIEW', result.error);
+          return;
+        }
+        decided = result.summary;
+        out = result.review;
+        if (result.event) deps.recordEvent?.(result.event);
+      } catch (err) {
+        // A bug, not bad input: fail closed like the API server would on a webhook error, and say so.
+        decided = { decision: 'error', namespace: request.namespace ?? '', pod: '', profiles: [], reason: String(err) };
+        deps.logger.error({ uid: request.uid, err }, 'admission failed');
+        out = complete(apiVersion, request.uid, denied(500, `sidecar-injector internal error: ${(err as Error).message}`));
+      }
+      summary = decided;
+      sendJson(res, 200, out);
+      const ms = deps.now() - start;
+      deps.logger.info(
+        {
+          uid: request.uid,
+          namespace: decided.namespace,
+          pod: decided.pod,
+          decision: decided.decision,
+          profiles: decided.profiles,
+          reason: decided.reason,
+          ...(namespaceProblem ? { namespaceProblem } : {}),
+          durationMs: Math.round(ms * 1000) / 1000,
+        },
+        'admission',
+      );
+    };
 
     if (!req.is('application/json')) {
       deps.logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
@@ -85,37 +137,14 @@ export function createApp(deps: AppDeps): express.Express {
         sendError(res, 'INVALID_REVIEW', parsed.error);
         return;
       }
-      const { request, apiVersion } = parsed.review;
-      let answer: AdmissionReviewOut;
-      try {
-        const result = mutate(parsed.review, { config: deps.config(), namespaceLabels: deps.namespaceLabels });
-        if (!result.ok) {
-          deps.logger.warn({ uid: request.uid, problem: result.error }, 'rejected request: invalid object');
-          sendError(res, 'INVALID_REVIEW', result.error);
-          return;
-        }
-        summary = result.summary;
-        answer = result.review;
-      } catch (err) {
-        // A bug, not bad input: fail closed like the API server would on a webhook error, and say so.
-        summary = { decision: 'error', namespace: request.namespace ?? '', pod: '', profiles: [], reason: String(err) };
-        deps.logger.error({ uid: request.uid, err }, 'admission failed');
-        answer = complete(apiVersion, request.uid, denied(500, `sidecar-injector internal error: ${(err as Error).message}`));
+      const review = parsed.review;
+      const namespace = review.request.namespace ?? '';
+      const config = deps.config();
+      // Only a Pod CREATE outside the excluded namespaces can need namespace labels; a cache miss costs one bounded read.
+      if (deps.lookupNamespace && deps.namespaceLabels(namespace) === undefined && isPodCreate(review.request) && !config.excludedNamespaces.has(namespace)) {
+        return deps.lookupNamespace(namespace).then((found) => answer(review, config, () => found.labels, found.labels ? undefined : found.problem));
       }
-      sendJson(res, 200, answer);
-      const ms = deps.now() - start;
-      deps.logger.info(
-        {
-          uid: request.uid,
-          namespace: summary.namespace,
-          pod: summary.pod,
-          decision: summary.decision,
-          profiles: summary.profiles,
-          reason: summary.reason,
-          durationMs: Math.round(ms * 1000) / 1000,
-        },
-        'admission',
-      );
+      answer(review, config, deps.namespaceLabels, undefined);
     }).catch((err: unknown) => {
       // Nothing above should throw; if it does, answer and log rather than take the process down.
       deps.logger.error({ err }, 'request failed');

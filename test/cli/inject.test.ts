@@ -43,7 +43,7 @@ describe('inject', () => {
     if (!loaded.ok) throw new Error(loaded.errors.join());
     const review = parseReview(admissionReview(pod));
     if (!review.ok) throw new Error(review.error);
-    const result = mutate(review.review, { config: loaded.compiled, namespaceLabels: () => undefined });
+    const result = mutate(review.review, { config: loaded.compiled, namespaceLabels: () => undefined, server: { nativeSidecars: true } });
     if (!result.ok) throw new Error(result.error);
     const viaWebhook = applyJsonPatch(pod, decodePatch(result.review.response.patch!));
     expect(viaCli).toEqual(viaWebhook);

@@ -101,7 +101,7 @@ profiles:
       'cfg.yaml: neverInjectSelector[1].matchExpressions[1].key: required',
       'cfg.yaml: alwaysInjectSelector: must be a list, not a mapping',
       'cfg.yaml: allowPodOptOut: must be a boolean',
-      'cfg.yaml: profiles.p.nativeSidecar: must be a boolean',
+      'cfg.yaml: profiles.p.nativeSidecar: must be true, false or auto',
       'cfg.yaml: profiles.p.containers: must be a list, not a mapping',
       'cfg.yaml: profiles.p.initContainers[0].ports[0].containerPort: must be a port number (1-65535)',
       'cfg.yaml: profiles.p.initContainers[0].ports[1].protocol: must be one of: TCP, UDP, SCTP',

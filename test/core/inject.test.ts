@@ -7,7 +7,7 @@ import { testConfig } from '../helpers/configs.js';
 import { applyJsonPatch } from '../helpers/patch-engine.js';
 import { podInvariantViolations } from '../helpers/invariants.js';
 
-const ctx = { namespace: 'shop', namespaceLabels: undefined };
+const ctx = { namespace: 'shop', namespaceLabels: undefined, server: { nativeSidecars: true } };
 
 function injected(pod: V1Pod, config = testConfig()) {
   const outcome = admitPod(deepFreeze(pod), ctx, config);

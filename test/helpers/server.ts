@@ -36,6 +36,9 @@ export function testCertificates(): Promise<{ dir: string; set: CertificateSet }
   return certs;
 }
 
+/** The tests' API server is a current one unless a test says otherwise. */
+const NATIVE_SIDECARS = { nativeSidecars: true };
+
 export async function startTestServer(
   config: CompiledConfig,
   namespaceLabels: NamespaceLabels = () => undefined,
@@ -55,6 +58,7 @@ export async function startTestServer(
   const app = createApp({
     config: () => current,
     namespaceLabels,
+    server: () => NATIVE_SIDECARS,
     logger: pino({ level: 'info' }, sink),
     now: () => performance.now(),
     ready: () => true,

@@ -77,7 +77,9 @@ describe(`POST /mutate over TLS (patches applied with ${patchEngine})`, () => {
   it('re-submitting the patched pod (reinvocation) yields no patch', async () => {
     const { patched } = await admitAndApply(apiserverPod());
     const again = await admit(admissionReview(patched));
-    expect(again.response).toMatchObject({ allowed: true, auditAnnotations: { decision: 'unchanged' } });
+    expect(again.response.allowed).toBe(true);
+    // The API server keeps the first call's audit annotations and logs an error for any key a re-invocation sets.
+    expect(again.response.auditAnnotations).toBeUndefined();
     expect(again.response.patch).toBeUndefined();
     expect(again.response.patchType).toBeUndefined();
   });

@@ -1,0 +1,104 @@
+/**
+ * What `serve` runs when it has a cluster: the namespace label cache, the
+ * native-sidecar probe, the caBundle writer and the event recorder, each in
+ * the background. Nothing here is on the admission path except the cache's
+ * bounded read of a namespace it has not seen.
+ */
+import type { Logger } from 'pino';
+import type { ServerFeatures } from '../core/inject.js';
+import { featuresOf, formatVersion, type KubeVersion } from '../core/kube-version.js';
+import { CaBundleWriter } from '../kube/ca-bundle.js';
+import type { KubeClient } from '../kube/client.js';
+import { EventRecorder } from '../kube/events.js';
+import { detectServerFeatures } from '../kube/features.js';
+import { NamespaceCache } from '../kube/namespaces.js';
+import type { Metrics } from '../ops/metrics.js';
+import type { ParsedFlags } from './args.js';
+
+export interface ClusterFeatures {
+  namespaces: NamespaceCache;
+  /** Native sidecar support: unknown (false) until the probe answers. */
+  server(): ServerFeatures;
+  events: EventRecorder | undefined;
+  caBundle: CaBundleWriter | undefined;
+  /** Why /readyz is not ready yet, or undefined; bounded by syncBoundMs. */
+  notReady(): string | undefined;
+  stop(): void;
+}
+
+export interface ClusterOptions {
+  flags: ParsedFlags;
+  logger: Logger;
+  metrics: Metrics;
+  /** --kube-version: skips the probe. */
+  kubeVersion: KubeVersion | undefined;
+  caPath: string;
+  syncBoundMs?: number;
+}
+
+export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterFeatures {
+  const { flags, logger, metrics } = opts;
+  const log = logger.child({ component: 'cluster' });
+  log.info({ server: client.server, config: client.source }, 'cluster access');
+  const started = Date.now();
+  const bound = opts.syncBoundMs ?? 30_000;
+  let stopped = false;
+
+  const namespaces = new NamespaceCache({
+    client,
+    logger: log,
+    events: { synced: metrics.namespaceCacheSynced, watchRestart: metrics.namespaceWatchRestart, lookup: metrics.namespaceLookup },
+  });
+  void namespaces.run();
+
+  let server: ServerFeatures = { nativeSidecars: false };
+  let probed = false;
+  if (opts.kubeVersion) {
+    server = featuresOf(opts.kubeVersion);
+    probed = true;
+    log.info({ kubeVersion: formatVersion(opts.kubeVersion), nativeSidecars: server.nativeSidecars }, 'server features from --kube-version');
+  } else {
+    void (async () => {
+      for (let attempt = 1; !stopped; attempt += 1) {
+        const found = await detectServerFeatures(client);
+        if (found.version !== 'unknown' || attempt >= 5) {
+          server = found.features;
+          probed = true;
+          log.info({ version: found.version, nativeSidecars: server.nativeSidecars, how: found.how }, 'server features');
+          return;
+        }
+        log.warn({ how: found.how, attempt }, 'server features unknown yet; native sidecars off until known');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 1000 * 2 ** attempt)));
+      }
+    })();
+  }
+
+  const eventsOn = flags['no-events'] !== true && flags.events !== false;
+  const events = eventsOn ? new EventRecorder({ client, logger: log, onResult: metrics.event }) : undefined;
+
+  const caBundleName = flags['patch-ca-bundle'] as string | undefined;
+  const caBundle = caBundleName ? new CaBundleWriter({ client, name: caBundleName, caPath: opts.caPath, logger: log, onResult: metrics.caBundle }) : undefined;
+  caBundle?.sync();
+
+  let gaveUpWaiting = false;
+  return {
+    namespaces,
+    server: () => server,
+    events,
+    caBundle,
+    notReady: () => {
+      if (gaveUpWaiting || (namespaces.synced && probed)) return undefined;
+      if (Date.now() - started >= bound) {
+        gaveUpWaiting = true;
+        log.warn({ afterMs: bound, namespacesSynced: namespaces.synced, featuresKnown: probed }, 'ready without a synced namespace cache; rule 7 runs on direct reads');
+        return undefined;
+      }
+      return namespaces.synced ? 'probing the API server' : 'namespace cache not synced';
+    },
+    stop: () => {
+      stopped = true;
+      namespaces.stop();
+      caBundle?.stop();
+    },
+  };
+}
