@@ -59,6 +59,8 @@ export class NamespaceCache {
   private stopped = false;
   private wake: (() => void) | undefined;
   private hasSynced = false;
+  /** The last resourceVersion seen (list, event or bookmark): where the next watch starts. */
+  private resourceVersion: string | undefined;
   private readonly lookupTimeoutMs: number;
   private readonly backoffInitialMs: number;
   private readonly backoffMaxMs: number;
@@ -110,16 +112,15 @@ export class NamespaceCache {
 
   /** Runs until stop(): list, watch, relist on 410, back off on errors. */
   async run(): Promise<void> {
-    let resourceVersion: string | undefined;
     let failures = 0;
     while (!this.stopped) {
       try {
-        if (resourceVersion === undefined) {
-          resourceVersion = await this.list();
+        if (this.resourceVersion === undefined) {
+          this.resourceVersion = await this.list();
           failures = 0;
         }
         const started = Date.now();
-        resourceVersion = await this.watchFrom(resourceVersion);
+        await this.watchFrom(this.resourceVersion);
         if (this.stopped) break;
         this.opts.events.watchRestart('closed');
         // A server that closes every watch at once must not make us spin.
@@ -129,8 +130,8 @@ export class NamespaceCache {
         if (this.stopped) break;
         if (err instanceof Expired) {
           this.opts.events.watchRestart('expired');
-          this.opts.logger.info({ resourceVersion }, 'namespace watch expired (410 Gone); relisting');
-          resourceVersion = undefined;
+          this.opts.logger.info({ resourceVersion: this.resourceVersion }, 'namespace watch expired (410 Gone); relisting');
+          this.resourceVersion = undefined;
           continue;
         }
         this.opts.events.watchRestart('error');
@@ -205,9 +206,8 @@ export class NamespaceCache {
     }
   }
 
-  /** One watch from `resourceVersion` until it ends; returns the last resourceVersion seen. */
-  private async watchFrom(resourceVersion: string): Promise<string> {
-    let last = resourceVersion;
+  /** One watch from `resourceVersion` until it ends, moving this.resourceVersion along. */
+  private async watchFrom(resourceVersion: string): Promise<void> {
     let failure: Error | undefined;
     // Like client-go: a server-side timeout between 5 and 10 minutes, so watches are renewed before proxies cut them.
     const timeoutSeconds = String(300 + Math.floor(Math.random() * 300));
@@ -221,7 +221,7 @@ export class NamespaceCache {
           this.current?.abort();
           return;
         }
-        last = this.apply(event) ?? last;
+        this.resourceVersion = this.apply(event) ?? this.resourceVersion;
       },
     );
     this.current = handle;
@@ -233,6 +233,5 @@ export class NamespaceCache {
       if ((err as { statusCode?: number }).statusCode === 410) throw new Expired(err.message);
       throw err;
     }
-    return last;
   }
 }
