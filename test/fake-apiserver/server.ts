@@ -101,6 +101,8 @@ export class FakeApiServer {
   /** Answer the next requests matching the pattern with this status (one use per entry). */
   readonly failures: { pattern: RegExp; code: number }[] = [];
   opts: Required<FakeOptions>;
+  /** Runs before each authenticated request is routed: lets a test change the world between two calls. */
+  beforeRoute: ((r: RequestRecord) => void) | undefined;
 
   private server: Server | undefined;
   private key = '';
@@ -311,6 +313,7 @@ export class FakeApiServer {
       return;
     }
     if (res.destroyed) return;
+    this.beforeRoute?.(record);
     this.route(record, res);
   }
 

@@ -1,0 +1,143 @@
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { caBundlePatch, CaBundleWriter, type CaBundleResult } from '../../src/kube/ca-bundle.js';
+import { generateCertificates } from '../../src/tls/generate.js';
+import type { FakeApiServer } from '../fake-apiserver/server.js';
+import { quietLogger, startFake, until } from './helpers.js';
+
+const NAME = 'sidecar-injector';
+const MWC = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${NAME}`;
+
+let fake: FakeApiServer | undefined;
+const writers: CaBundleWriter[] = [];
+afterEach(async () => {
+  for (const w of writers.splice(0)) w.stop();
+  await fake?.stop();
+  fake = undefined;
+});
+
+function webhookConfiguration(caBundle?: string) {
+  const hook = (name: string) => ({
+    name,
+    admissionReviewVersions: ['v1'],
+    sideEffects: 'None',
+    failurePolicy: 'Fail',
+    reinvocationPolicy: 'IfNeeded',
+    clientConfig: { service: { name: NAME, namespace: 'sidecar-injector', path: '/mutate', port: 443 }, ...(caBundle ? { caBundle } : {}) },
+    rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }],
+  });
+  return {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: NAME, labels: { 'app.kubernetes.io/managed-by': 'Helm' } },
+    webhooks: [hook('pods.sidecar-injector.io'), hook('pods-opt-out.sidecar-injector.io')],
+  };
+}
+
+async function setup() {
+  const started = await startFake();
+  fake = started.fake;
+  fake.put('mutatingwebhookconfigurations', webhookConfiguration());
+  const certs = await generateCertificates({ service: NAME, namespace: 'sidecar-injector', dev: false, days: 1 });
+  const caPath = join(started.dir, 'ca.crt');
+  writeFileSync(caPath, certs.caCert);
+  const results: CaBundleResult[] = [];
+  const writer = () => {
+    const w = new CaBundleWriter({ client: started.client, name: NAME, caPath, logger: quietLogger, onResult: (r) => results.push(r), backoffInitialMs: 50, backoffMaxMs: 100 });
+    writers.push(w);
+    return w;
+  };
+  return { fake: started.fake, caPath, results, writer, ca: certs.caCert };
+}
+
+const stored = (f: FakeApiServer) => f.get('mutatingwebhookconfigurations', NAME) as ReturnType<typeof webhookConfiguration>;
+const patches = (f: FakeApiServer) => f.requests.filter((r) => r.method === 'PATCH');
+
+describe('caBundlePatch', () => {
+  it('adds the CA only where it differs, each guarded by a test of the webhook name', () => {
+    const hooks = [{ name: 'a', clientConfig: { caBundle: 'NEW' } }, { name: 'b', clientConfig: { caBundle: 'OLD' } }, { name: 'c', clientConfig: {} }];
+    expect(caBundlePatch(hooks, 'NEW')).toEqual([
+      { op: 'test', path: '/webhooks/1/name', value: 'b' },
+      { op: 'add', path: '/webhooks/1/clientConfig/caBundle', value: 'NEW' },
+      { op: 'test', path: '/webhooks/2/name', value: 'c' },
+      { op: 'add', path: '/webhooks/2/clientConfig/caBundle', value: 'NEW' },
+    ]);
+    expect(caBundlePatch([{ name: 'a', clientConfig: { caBundle: 'NEW' } }], 'NEW')).toEqual([]);
+  });
+});
+
+describe('--patch-ca-bundle against the API server', () => {
+  it('writes the CA into every webhook once, with a JSON patch that leaves other fields alone', async () => {
+    const s = await setup();
+    s.writer().sync();
+    await until('the write', () => s.results.length === 1);
+    expect(s.results).toEqual(['patched']);
+    const mwc = stored(s.fake);
+    const expected = Buffer.from(s.ca).toString('base64');
+    expect(mwc.webhooks.map((w) => w.clientConfig.caBundle)).toEqual([expected, expected]);
+    expect(mwc.webhooks[0]!.failurePolicy).toBe('Fail');
+    expect(mwc.metadata.labels).toEqual({ 'app.kubernetes.io/managed-by': 'Helm' });
+    expect(patches(s.fake).map((r) => r.contentType)).toEqual(['application/json-patch+json']);
+
+    // Equal already: read, not written.
+    s.writer().sync();
+    await until('the second check', () => s.results.length === 2);
+    expect(s.results).toEqual(['patched', 'unchanged']);
+    expect(patches(s.fake).length).toBe(1);
+  });
+
+  it('rewrites after the CA rotates, and two replicas writing at once converge without clobbering', async () => {
+    const s = await setup();
+    const a = s.writer();
+    const b = s.writer();
+    a.sync();
+    b.sync();
+    await until('both', () => s.results.length >= 2);
+    const first = Buffer.from(s.ca).toString('base64');
+    expect(stored(s.fake).webhooks.every((w) => w.clientConfig.caBundle === first)).toBe(true);
+
+    const rotated = await generateCertificates({ service: NAME, namespace: 'sidecar-injector', dev: false, days: 1 });
+    writeFileSync(s.caPath, rotated.caCert);
+    const before = patches(s.fake).length;
+    a.sync();
+    await until('the rewrite', () => patches(s.fake).length > before && s.results.length >= 3);
+    expect(stored(s.fake).webhooks.every((w) => w.clientConfig.caBundle === Buffer.from(rotated.caCert).toString('base64'))).toBe(true);
+  });
+
+  it('retries with backoff when the API server refuses, and never writes a half-read CA', async () => {
+    const s = await setup();
+    s.fake.failures.push({ pattern: /^PATCH /, code: 500 }, { pattern: /^GET \/apis\/admissionregistration/, code: 503 });
+    s.writer().sync();
+    await until('success after failures', () => s.results.includes('patched'));
+    expect(s.results).toEqual(['failure', 'failure', 'patched']);
+
+    writeFileSync(s.caPath, 'not a certificate');
+    const count = s.results.length;
+    const w = s.writer();
+    w.sync();
+    await until('a failure', () => s.results.length > count);
+    expect(s.results.at(-1)).toBe('failure');
+    w.stop();
+    expect(patches(s.fake).filter((r) => JSON.stringify(r.body).includes(Buffer.from('not a certificate').toString('base64')))).toEqual([]);
+  });
+
+  it('a webhook list reordered between our read and our write fails the guard (422) and is retried on the new order', async () => {
+    const s = await setup();
+    let reordered = false;
+    s.fake.beforeRoute = (r) => {
+      if (r.method !== 'PATCH' || reordered) return;
+      reordered = true; // another writer swaps the two webhooks after our GET
+      const mwc = stored(s.fake);
+      s.fake.put('mutatingwebhookconfigurations', { ...mwc, webhooks: [mwc.webhooks[1], mwc.webhooks[0]] });
+    };
+    s.writer().sync();
+    await until('patched after the conflict', () => s.results.includes('patched'));
+    expect(s.results).toEqual(['failure', 'patched']);
+    const ca = Buffer.from(s.ca).toString('base64');
+    expect(stored(s.fake).webhooks.map((w) => [w.name, w.clientConfig.caBundle])).toEqual([
+      ['pods-opt-out.sidecar-injector.io', ca],
+      ['pods.sidecar-injector.io', ca],
+    ]);
+  });
+});
