@@ -375,11 +375,8 @@ export class FakeApiServer {
     const limit = Number(q.get('limit') ?? '0');
     const page = limit > 0 ? items.slice(start, start + limit) : items.slice(start);
     const more = limit > 0 && start + limit < items.length;
-    items = page.map((o) => {
-      // Typed lists carry kind and apiVersion on the list, not on each item.
-      const { kind: _k, apiVersion: _a, ...rest } = o;
-      return rest;
-    });
+    // Typed lists carry kind and apiVersion on the list, not on each item.
+    items = page.map((o) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'kind' && k !== 'apiVersion')));
     const metadata: Obj = { resourceVersion: String(listRv) };
     if (more) metadata.continue = Buffer.from(JSON.stringify({ rv: listRv, start: start + limit })).toString('base64');
     const group = /^\/apis\/([^/]+\/[^/]+)\//.exec(path)?.[1] ?? 'v1';

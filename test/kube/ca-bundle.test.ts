@@ -7,7 +7,6 @@ import type { FakeApiServer } from '../fake-apiserver/server.js';
 import { quietLogger, startFake, until } from './helpers.js';
 
 const NAME = 'sidecar-injector';
-const MWC = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${NAME}`;
 
 let fake: FakeApiServer | undefined;
 const writers: CaBundleWriter[] = [];

@@ -1,0 +1,270 @@
+/**
+ * `serve` as a real process with a cluster: a fake API server (test/fake-apiserver)
+ * in this process, the server reaching it through --kubeconfig and client-node,
+ * loaded the lean way (src/kube/lean-import-hook.ts) as in production.
+ */
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { request } from 'node:https';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateCertificates, type CertificateSet } from '../../src/tls/generate.js';
+import { FakeApiServer, type FakeOptions } from '../fake-apiserver/server.js';
+import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
+import { TEST_CONFIG_YAML } from '../helpers/configs.js';
+import { eventually, freePort, MountedVolume, parsePrometheus, sampleValue } from '../helpers/ops.js';
+import { runCli, startCli, type Started } from '../helpers/process.js';
+import { decodePatch } from '../helpers/patch-engine.js';
+
+const INJECTION = 'sidecar-injector.io/injection';
+const MWC_NAME = 'sidecar-injector';
+
+const running: Started[] = [];
+const fakes: FakeApiServer[] = [];
+afterEach(async () => {
+  for (const p of running.splice(0)) {
+    if (p.child.exitCode === null) p.child.kill('SIGKILL');
+    await p.exited;
+  }
+  for (const f of fakes.splice(0)) await f.stop();
+});
+
+const pairs: CertificateSet[] = [];
+async function certificatePair(i: number): Promise<CertificateSet> {
+  while (pairs.length <= i) pairs.push(await generateCertificates({ service: 'sidecar-injector', namespace: 'ops', dev: true, days: 1 }));
+  return pairs[i]!;
+}
+const tlsFiles = (p: CertificateSet) => ({ 'tls.crt': p.cert, 'tls.key': p.key, 'ca.crt': p.caCert });
+
+async function startFakeCluster(opts: FakeOptions = {}): Promise<FakeApiServer> {
+  const fake = new FakeApiServer(opts);
+  await fake.start();
+  fakes.push(fake);
+  fake.namespace('default');
+  fake.namespace('kube-system');
+  fake.put('mutatingwebhookconfigurations', {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: MWC_NAME },
+    webhooks: [{ name: 'pods.sidecar-injector.io', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: { service: { name: 'sidecar-injector', namespace: 'ops', path: '/mutate' } } }],
+  });
+  return fake;
+}
+
+interface Server {
+  proc: Started;
+  port: number;
+  metricsPort: number;
+  ca: string;
+  tls: MountedVolume;
+}
+
+async function startServer(fake: FakeApiServer | undefined, args: string[] = [], opts: { config?: string; waitReady?: boolean; pair?: number } = {}): Promise<Server> {
+  const root = mkdtempSync(join(tmpdir(), 'cluster-'));
+  const tls = new MountedVolume(join(root, 'tls'));
+  const first = await certificatePair(opts.pair ?? 0);
+  tls.update(tlsFiles(first));
+  const configFile = join(root, 'config.yaml');
+  writeFileSync(configFile, opts.config ?? TEST_CONFIG_YAML);
+  const metricsPort = await freePort();
+  const proc = startCli(
+    [
+      'serve',
+      '--config', configFile,
+      '--tls-cert', tls.path('tls.crt'),
+      '--tls-key', tls.path('tls.key'),
+      '--port', '0',
+      '--metrics-port', String(metricsPort),
+      '--host', '127.0.0.1',
+      '--shutdown-delay', '0',
+      ...(fake ? ['--kubeconfig', fake.kubeconfig(root)] : []),
+      ...args,
+    ],
+    { KUBERNETES_SERVICE_HOST: '', KUBERNETES_SERVICE_PORT: '' },
+  );
+  running.push(proc);
+  const line = await proc.waitForLog((l) => l.msg === 'serving /mutate over HTTPS');
+  const s = { proc, port: Number(line.port), metricsPort, ca: first.caCert, tls };
+  if (opts.waitReady !== false) await eventually(async () => ((await readyz(s)).status === 200 ? true : undefined), 'readiness');
+  return s;
+}
+
+const readyz = async (s: Server) => {
+  const res = await fetch(`http://127.0.0.1:${s.metricsPort}/readyz`);
+  return { status: res.status, body: (await res.json()) as { status: string } };
+};
+const scrape = async (s: Server) => parsePrometheus(await (await fetch(`http://127.0.0.1:${s.metricsPort}/metrics`)).text());
+
+interface Review {
+  response: { allowed: boolean; patch?: string; warnings?: string[]; auditAnnotations?: Record<string, string> };
+}
+function admit(s: Server, pod = apiserverPod(), namespace = 'shop'): Promise<Review> {
+  const body = JSON.stringify(admissionReview({ ...pod, metadata: { ...pod.metadata, namespace } }, { namespace }));
+  return new Promise((resolve, reject) => {
+    const req = request(
+      { host: '127.0.0.1', servername: 'localhost', port: s.port, path: '/mutate', method: 'POST', ca: [s.ca, ...pairs.map((p) => p.caCert)], headers: { 'content-type': 'application/json' } },
+      (res) => {
+        let text = '';
+        res.on('data', (d: Buffer) => (text += d.toString()));
+        res.on('end', () => resolve(JSON.parse(text) as Review));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** A pod that says nothing itself: only the namespace (rule 7) can get it injected. */
+const quietPod = () =>
+  apiserverPod((p) => {
+    delete p.metadata!.annotations!['sidecar-injector.io/inject'];
+  });
+
+describe('serve without a cluster', () => {
+  it('says once that cluster features are off', async () => {
+    const s = await startServer(undefined);
+    const line = s.proc.lines.find((l) => String(l.msg).startsWith('no cluster access'));
+    expect(line?.level).toBe(30);
+    expect(s.proc.lines.filter((l) => String(l.msg).startsWith('no cluster access')).length).toBe(1);
+    expect((await admit(s, quietPod())).response.auditAnnotations?.decision).toBe('skipped');
+  });
+
+  it('refuses --patch-ca-bundle without a cluster, and a kubeconfig it cannot read, naming the problem', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'c-'));
+    const base = ['serve', '--port', '0', '--metrics-port', '0', '--dev-certs', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key')];
+    const env = { KUBERNETES_SERVICE_HOST: '' };
+    const a = await runCli([...base, '--patch-ca-bundle', 'x'], { env });
+    expect(a.code).toBe(1);
+    expect(a.stderr).toContain('--patch-ca-bundle needs cluster access');
+    const b = await runCli([...base, '--kubeconfig', '/nonexistent/kubeconfig'], { env });
+    expect(b.code).toBe(1);
+    expect(b.stderr).toContain('cannot load kubeconfig /nonexistent/kubeconfig');
+  });
+});
+
+describe('serve with a cluster', () => {
+  it('is not ready until the namespace cache has synced; decides by namespace labels from then on', async () => {
+    const fake = await startFakeCluster();
+    fake.namespace('shop', { [INJECTION]: 'enabled' });
+    fake.delays.push({ pattern: /^GET \/api\/v1\/namespaces$/, ms: 1500 });
+    const s = await startServer(fake, [], { waitReady: false });
+    const before = await readyz(s);
+    expect(before).toEqual({ status: 503, body: { status: 'namespace cache not synced' } });
+    expect(sampleValue(await scrape(s), 'sidecar_injector_namespace_cache_synced')).toBe(0);
+    // Before the sync a pod's namespace is read directly.
+    const early = await admit(s, quietPod(), 'shop');
+    expect(early.response.auditAnnotations).toMatchObject({ decision: 'injected' });
+    expect(fake.requests.some((r) => r.path === '/api/v1/namespaces/shop')).toBe(true);
+
+    await eventually(async () => ((await readyz(s)).status === 200 ? true : undefined), 'readiness after sync');
+    expect(sampleValue(await scrape(s), 'sidecar_injector_namespace_cache_synced')).toBe(1);
+
+    fake.namespace('later', { [INJECTION]: 'enabled' });
+    await eventually(async () => ((await admit(s, quietPod(), 'later')).response.auditAnnotations?.decision === 'injected' ? true : undefined), 'a namespace created after start', 5000);
+    fake.namespace('shop', { [INJECTION]: 'disabled' });
+    await eventually(async () => ((await admit(s, quietPod(), 'shop')).response.auditAnnotations?.decision === 'skipped' ? true : undefined), 'a relabel in force', 5000);
+    // A namespace is read directly at most once (when a pod beats the watch event to us); then the cache answers.
+    await admit(s, quietPod(), 'later');
+    expect(fake.requests.filter((r) => r.path === '/api/v1/namespaces/later').length).toBeLessThanOrEqual(1);
+  });
+
+  it('keeps the watch through a dropped stream and an API server restart with 410, and counts the restarts', async () => {
+    const fake = await startFakeCluster();
+    const s = await startServer(fake);
+    fake.dropWatches();
+    fake.namespace('after-drop', { [INJECTION]: 'enabled' });
+    await eventually(async () => ((await admit(s, quietPod(), 'after-drop')).response.auditAnnotations?.decision === 'injected' ? true : undefined), 'after the drop');
+    await fake.stop();
+    fake.namespace('after-restart', { [INJECTION]: 'enabled' });
+    fake.compact();
+    await fake.start(fake.port);
+    await eventually(async () => (sampleValue(await scrape(s), 'sidecar_injector_namespace_watch_restarts_total', { reason: 'expired' })! >= 1 ? true : undefined), 'a relist', 10_000);
+    const m = await scrape(s);
+    expect(sampleValue(m, 'sidecar_injector_namespace_watch_restarts_total', { reason: 'error' })).toBeGreaterThanOrEqual(1);
+    expect((await admit(s, quietPod(), 'after-restart')).response.auditAnnotations?.decision).toBe('injected');
+    await admit(s, quietPod(), 'after-restart');
+    expect(fake.requests.filter((r) => r.path === '/api/v1/namespaces/after-restart').length).toBeLessThanOrEqual(1);
+    expect((await readyz(s)).status).toBe(200);
+  });
+
+  it('--patch-ca-bundle: written at start, rewritten after a certificate rotation, not rewritten when equal', async () => {
+    const fake = await startFakeCluster();
+    const s = await startServer(fake, ['--patch-ca-bundle', MWC_NAME]);
+    const bundle = () => (fake.get('mutatingwebhookconfigurations', MWC_NAME) as { webhooks: { clientConfig: { caBundle?: string } }[] }).webhooks[0]!.clientConfig.caBundle;
+    const patches = () => fake.requests.filter((r) => r.method === 'PATCH').length;
+    await eventually(async () => (bundle() ? true : undefined), 'the first write');
+    expect(bundle()).toBe(Buffer.from((await certificatePair(0)).caCert).toString('base64'));
+    expect(patches()).toBe(1);
+
+    const rotated = await certificatePair(1);
+    s.tls.update(tlsFiles(rotated));
+    await eventually(async () => (bundle() === Buffer.from(rotated.caCert).toString('base64') ? true : undefined), 'the rewrite after rotation');
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(patches()).toBe(2);
+
+    // A second replica mounting the same Secret reads the configuration and leaves it alone.
+    const replica = await startServer(fake, ['--patch-ca-bundle', MWC_NAME], { pair: 1 });
+    await eventually(async () => (sampleValue(await scrape(replica), 'sidecar_injector_ca_bundle_writes_total', { result: 'unchanged' })! >= 1 ? true : undefined), 'the replica check');
+    expect(patches()).toBe(2);
+    expect(bundle()).toBe(Buffer.from(rotated.caCert).toString('base64'));
+  });
+});
+
+const AUTO_CONFIG = `
+policy: opt-in
+defaultProfiles: [agent]
+profiles:
+  agent:
+    nativeSidecar: auto
+    containers:
+      - name: agent
+        image: registry.example.com/agent:1.0
+`;
+
+describe('nativeSidecar: auto, decided by the API server', () => {
+  const injectedAs = async (opts: FakeOptions, args: string[] = []) => {
+    const fake = await startFakeCluster(opts);
+    const s = await startServer(fake, args, { config: AUTO_CONFIG });
+    const review = await admit(s, apiserverPod());
+    return decodePatch(review.response.patch!).map((op) => op.path);
+  };
+
+  it('a 1.30 server gets a native sidecar; a 1.28 vendor build a regular container', async () => {
+    expect(await injectedAs({ version: { gitVersion: 'v1.30.2', major: '1', minor: '30' } })).toContain('/spec/initContainers');
+    const old = await injectedAs({ version: { gitVersion: 'v1.28.9-eks-036c24b', major: '1', minor: '28+' } });
+    expect(old).not.toContain('/spec/initContainers');
+    expect(old).toContain('/spec/containers/1');
+  });
+
+  it('--kube-version overrides the probe', async () => {
+    expect(await injectedAs({ version: { gitVersion: 'v1.31.0', major: '1', minor: '31' } }, ['--kube-version', '1.27'])).not.toContain('/spec/initContainers');
+  });
+});
+
+describe('events', () => {
+  it('records Injected on the ReplicaSet; a burst of 1,000 admissions is answered without waiting on the writes', async () => {
+    const fake = await startFakeCluster();
+    fake.namespace('shop');
+    fake.delays.push({ pattern: /^(POST|PATCH) \/api\/v1\/namespaces\/shop\/events/, ms: 2000 });
+    const s = await startServer(fake);
+    const answers = await Promise.all(Array.from({ length: 1000 }, () => admit(s)));
+    expect(answers.every((a) => a.response.auditAnnotations?.decision === 'injected')).toBe(true);
+    // All answered while the first event write is still held by the API server.
+    expect(fake.all('events').length).toBe(0);
+    await eventually(async () => (fake.all('events').length > 0 ? true : undefined), 'the event', 10_000);
+    const event = fake.all('events')[0] as { reason: string; involvedObject: { kind: string }; count: number };
+    expect(event.reason).toBe('Injected');
+    expect(event.involvedObject.kind).toBe('ReplicaSet');
+    // Aggregated: a few writes, not a thousand.
+    await eventually(async () => (sampleValue(await scrape(s), 'sidecar_injector_events_total', { result: 'updated' })! + sampleValue(await scrape(s), 'sidecar_injector_events_total', { result: 'created' })! >= 1 ? true : undefined), 'the counters');
+    expect(fake.requests.filter((r) => r.path.endsWith('/events') || r.path.includes('/events/')).length).toBeLessThan(10);
+  });
+
+  it('--no-events writes none', async () => {
+    const fake = await startFakeCluster();
+    const s = await startServer(fake, ['--no-events']);
+    await admit(s);
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(fake.all('events')).toEqual([]);
+  });
+});
