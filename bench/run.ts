@@ -1,6 +1,7 @@
 /**
- * npm run bench: the real webhook (`serve`, real TLS, the example config)
- * against the floor (floor.ts), interleaved, on the same CPU, driven by
+ * npm run bench: the real webhook (`serve`, real TLS, the example config),
+ * without and with a cluster (a fake API server: namespace cache, probe,
+ * events), against the floor (floor.ts), interleaved, on the same CPU, driven by
  * autocannon from the other CPU; then open-loop latency at a fixed rate;
  * then the in-process cost of one admission. Prints tables and the targets.
  *
@@ -20,6 +21,7 @@ import { parseConfigText } from '../src/config/load.js';
 import { mutate } from '../src/core/mutate.js';
 import { parseReview } from '../src/core/review.js';
 import { generateCertificates, writeCertificates } from '../src/tls/generate.js';
+import { FakeApiServer } from '../test/fake-apiserver/server.js';
 import { openLoop, percentile, type OpenLoopResult } from './open-loop.js';
 import { bodyTemplate, review, type PayloadName, type Shape } from './payloads.js';
 
@@ -80,8 +82,11 @@ async function waitReady(url: string, ca: string, proc: ChildProcess): Promise<v
   }
 }
 
+type ServerName = 'floor' | 'webhook' | 'cluster';
+const SERVER_NAMES: ServerName[] = ['floor', 'webhook', 'cluster'];
+
 interface Server {
-  name: 'floor' | 'webhook';
+  name: ServerName;
   url: string;
   proc: ChildProcess;
 }
@@ -96,10 +101,25 @@ function freePort(): Promise<number> {
   });
 }
 
-async function startServers(certDir: string, ca: string): Promise<Server[]> {
+/**
+ * The API server the "cluster" webhook talks to: the tests' fake (same REST
+ * shapes), in this process on the load generator's CPU, holding a few
+ * hundred namespaces so the label cache has something to hold.
+ */
+async function startFakeCluster(dir: string): Promise<{ fake: FakeApiServer; kubeconfig: string }> {
+  const fake = new FakeApiServer();
+  await fake.start();
+  for (let i = 0; i < 300; i++) fake.namespace(`team-${i}`, i % 2 ? { 'sidecar-injector.io/injection': 'enabled' } : {});
+  fake.namespace('shop');
+  return { fake, kubeconfig: fake.kubeconfig(dir) };
+}
+
+async function startServers(certDir: string, ca: string, kubeconfig: string): Promise<Server[]> {
   const floorPort = await freePort();
   const webhookPort = await freePort();
   const metricsPort = await freePort();
+  const clusterPort = await freePort();
+  const clusterMetricsPort = await freePort();
   const cert = join(certDir, 'tls.crt');
   const key = join(certDir, 'tls.key');
   const [fc, fa] = pinned(process.execPath, [join(ROOT, 'dist-bench/bench/floor.js'), String(floorPort), cert, key]);
@@ -112,9 +132,18 @@ async function startServers(certDir: string, ca: string): Promise<Server[]> {
   ]);
   // The webhook logs one line per admission, as in production; the lines go to /dev/null.
   const webhook = spawn(wc, wa, { stdio: ['ignore', 'ignore', 'inherit'] });
+  // The same with a cluster: namespace cache (list + watch), server probe, events.
+  const [cc, ca2] = pinned(process.execPath, [
+    join(ROOT, 'dist/cli/main.js'), 'serve',
+    '--config', join(ROOT, 'config/example.yaml'),
+    '--tls-cert', cert, '--tls-key', key, '--kubeconfig', kubeconfig,
+    '--port', String(clusterPort), '--metrics-port', String(clusterMetricsPort), '--host', '127.0.0.1', '--shutdown-delay', '0',
+  ]);
+  const cluster = spawn(cc, ca2, { stdio: ['ignore', 'ignore', 'inherit'] });
   const servers: Server[] = [
     { name: 'floor', url: `https://127.0.0.1:${floorPort}`, proc: floor },
     { name: 'webhook', url: `https://127.0.0.1:${webhookPort}`, proc: webhook },
+    { name: 'cluster', url: `https://127.0.0.1:${clusterPort}`, proc: cluster },
   ];
   try {
     for (const s of servers) await waitReady(s.url, ca, s.proc);
@@ -136,7 +165,7 @@ async function verify(server: Server, ca: string, payload: PayloadName): Promise
     if (res.status !== 200 || response.uid !== uid || !response.allowed || !response.patch) {
       throw new Error(`${server.name} gave a wrong answer for ${payload}: ${JSON.stringify(res.json).slice(0, 300)}`);
     }
-    if (server.name === 'webhook') {
+    if (server.name !== 'floor') {
       const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString()) as { op: string; path: string; value?: { name?: string } }[];
       const sidecar = ops.find((op) => /^\/spec\/containers\/\d+$/.test(op.path) && op.value?.name === 'log-shipper');
       if (!sidecar || ops.some((op) => op.op !== 'add')) throw new Error(`webhook patch for ${payload} does not add the sidecar: ${JSON.stringify(ops).slice(0, 300)}`);
@@ -234,6 +263,7 @@ async function main(): Promise<void> {
   log(`${ROUNDS} interleaved rounds x ${SECONDS}s, ${CONNECTIONS} keep-alive TLS connections; open loop at ${RATE} req/s for ${OPEN_SECONDS}s`);
 
   const certDir = mkdtempSync(join(tmpdir(), 'bench-certs-'));
+  const { fake, kubeconfig } = await startFakeCluster(certDir);
   const certs = await generateCertificates({ service: 'bench', namespace: 'bench', dev: true, days: 1 });
   await writeCertificates(certDir, certs);
 
@@ -244,9 +274,9 @@ async function main(): Promise<void> {
     const { size, make } = bodyTemplate(payload);
     log(`\n== ${payload} (${(size / 1024).toFixed(1)} KB per review)`);
     // Each round starts both servers afresh, so peak RSS is measured per round and a median can be taken.
-    const rounds: Record<'floor' | 'webhook', { run: Run; open?: OpenLoopResult; rss: number }[]> = { floor: [], webhook: [] };
+    const rounds: Record<ServerName, { run: Run; open?: OpenLoopResult; rss: number }[]> = { floor: [], webhook: [], cluster: [] };
     for (let r = 0; r < ROUNDS; r++) {
-      const servers = await startServers(certDir, certs.caCert);
+      const servers = await startServers(certDir, certs.caCert, kubeconfig);
       try {
         for (const s of servers) await verify(s, certs.caCert, payload);
         if (r === 0) log('   answers verified over TLS with the CA (uid echoed, patch adds the sidecar); checked again each round');
@@ -256,7 +286,7 @@ async function main(): Promise<void> {
           const open = payload === 'huge' ? undefined : await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: OPEN_SECONDS, warmupSeconds: 1, body: make });
           rounds[s.name].push({ run, open, rss: peakRssMb(s.proc.pid!) });
           log(
-            `   round ${r + 1} ${s.name.padEnd(7)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms` +
+            `   round ${r + 1} ${s.name.padEnd(8)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms` +
               (open ? `  | at ${RATE}/s p50 ${open.p50.toFixed(2)} ms p99 ${open.p99.toFixed(2)} ms` : '') +
               `  | peak RSS ${peakRssMb(s.proc.pid!).toFixed(1)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`,
           );
@@ -265,11 +295,12 @@ async function main(): Promise<void> {
         for (const s of servers) s.proc.kill('SIGKILL');
       }
     }
-    const med = (name: 'floor' | 'webhook', pick: (x: { run: Run; open?: OpenLoopResult; rss: number }) => number | undefined) =>
+    const med = (name: ServerName, pick: (x: { run: Run; open?: OpenLoopResult; rss: number }) => number | undefined) =>
       median(rounds[name].map(pick).filter((v): v is number => v !== undefined));
-    const ratio = median(rounds.webhook.map((w, i) => w.run.rps / rounds.floor[i]!.run.rps));
-    const rss = { floor: med('floor', (x) => x.rss), webhook: med('webhook', (x) => x.rss) };
-    for (const name of ['floor', 'webhook'] as const) {
+    const ratioOf = (name: ServerName) => median(rounds[name].map((w, i) => w.run.rps / rounds.floor[i]!.run.rps));
+    const ratio = ratioOf('webhook');
+    const rss = { floor: med('floor', (x) => x.rss), webhook: med('webhook', (x) => x.rss), cluster: med('cluster', (x) => x.rss) };
+    for (const name of SERVER_NAMES) {
       saturation.push([
         payload,
         name,
@@ -277,8 +308,8 @@ async function main(): Promise<void> {
         med(name, (x) => x.run.p50).toFixed(1),
         med(name, (x) => x.run.p99).toFixed(1),
         rss[name].toFixed(1),
-        name === 'webhook' ? ratio.toFixed(3) : '',
-        name === 'webhook' ? (rss.webhook / rss.floor).toFixed(2) : '',
+        name === 'floor' ? '' : ratioOf(name).toFixed(3),
+        name === 'floor' ? '' : (rss[name] / rss.floor).toFixed(2),
       ]);
       if (payload !== 'huge') openRows.push([payload, name, med(name, (x) => x.open?.p50).toFixed(2), med(name, (x) => x.open?.p99).toFixed(2)]);
     }
@@ -288,8 +319,10 @@ async function main(): Promise<void> {
       const [w, f] = [med('webhook', (x) => x.open?.p99), med('floor', (x) => x.open?.p99)];
       verdicts.push(`${w / f <= 1.5 ? 'MET ' : 'MISS'} p99 at ${RATE} req/s ${payload}: ${w.toFixed(2)} ms vs floor ${f.toFixed(2)} ms (x${(w / f).toFixed(2)}, target <= 1.5)`);
     }
-    const rr = rss.webhook / rss.floor;
-    verdicts.push(`${rr <= 1.2 ? 'MET ' : 'MISS'} peak RSS ${payload}: ${rss.webhook.toFixed(1)} MB vs floor ${rss.floor.toFixed(1)} MB (x${rr.toFixed(2)}, target <= 1.2)`);
+    for (const name of ['webhook', 'cluster'] as const) {
+      const rr = rss[name] / rss.floor;
+      verdicts.push(`${rr <= 1.2 ? 'MET ' : 'MISS'} peak RSS ${payload} (${name}): ${rss[name].toFixed(1)} MB vs floor ${rss.floor.toFixed(1)} MB (x${rr.toFixed(2)}, target <= 1.2)`);
+    }
   }
 
   log('\nSaturation (autocannon; medians of the rounds; peak RSS = VmHWM of the server process in its round):');
@@ -307,6 +340,8 @@ async function main(): Promise<void> {
   if (huge) verdicts.push(`${Number(huge[5]) <= 10 ? 'MET ' : 'MISS'} huge pod in-process: ${huge[5]} ms with JSON, core ${huge[2]} µs (target <= 10 ms)`);
   log('\nTargets:');
   for (const v of verdicts) log(`  ${v}`);
+  log(`\nfake API server saw ${fake.requests.length} requests from the cluster webhooks (${fake.requests.filter((r) => r.path.includes('/events')).length} event writes)`);
+  await fake.stop();
 }
 
 main().catch((err: unknown) => {

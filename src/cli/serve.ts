@@ -80,7 +80,7 @@ function secondsFlag(flags: ParsedFlags, name: string): number {
 
 export interface ServeOptions {
   env: Readonly<Record<string, string | undefined>>;
-  /** Load client-node without its generated index (src/kube/lean-import-hook.ts): the real process does. */
+  /** Load client-node from the lean build-time bundle (src/kube/client.ts): the real process does. */
   leanClientNode?: boolean;
 }
 

@@ -5,12 +5,13 @@
  * Watch reads watch streams. We import those two modules, lazily and only
  * when there is a cluster, not the package index: the index loads every
  * generated model and API class (75 MB of RSS measured), and the handful of
- * calls we make need none of them (see README, Design notes).
+ * calls we make need none of them. The process loads them from a build-time
+ * bundle that also leaves out config.js's own import of that index (see
+ * README, Design notes).
  */
 import { existsSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import { register } from 'node:module';
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 
 export const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -62,17 +63,18 @@ export interface KubeClient {
 export interface ConnectOptions {
   kubeconfig?: string;
   env: Readonly<Record<string, string | undefined>>;
-  /** Load client-node without its generated index (lean-import-hook.ts); only for a real process, not under Jest. */
+  /**
+   * Load the lean bundle of client-node's KubeConfig and Watch that `npm run build` makes
+   * (scripts/bundle-client-node.mjs) instead of the package's modules: what the real process does.
+   * Tests that run the TypeScript sources in-process load the package's modules.
+   */
   lean?: boolean;
 }
 
-let leanRegistered = false;
+type ClientNodeModules = typeof import('@kubernetes/client-node/dist/config.js') & typeof import('@kubernetes/client-node/dist/watch.js');
 
-async function loadClientNode(lean: boolean) {
-  if (lean && !leanRegistered) {
-    register('./lean-import-hook.js', import.meta.url);
-    leanRegistered = true;
-  }
+async function loadClientNode(lean: boolean): Promise<Pick<ClientNodeModules, 'KubeConfig' | 'Watch'>> {
+  if (lean) return (await import(new URL('../vendor/client-node.js', import.meta.url).href)) as ClientNodeModules;
   const [config, watch] = await Promise.all([import('@kubernetes/client-node/dist/config.js'), import('@kubernetes/client-node/dist/watch.js')]);
   return { KubeConfig: config.KubeConfig, Watch: watch.Watch };
 }
