@@ -11,7 +11,7 @@
  */
 import { existsSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
 
 export const SERVICE_ACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -116,6 +116,7 @@ export async function connectCluster(opts: ConnectOptions): Promise<KubeClient |
   if (!cluster) throw new Error(`kubeconfig ${opts.kubeconfig ?? '(in-cluster)'}: no current cluster`);
   const server = cluster.server.replace(/\/+$/, '');
   const watcher = new Watch(kc);
+  const keepAlive = new HttpsAgent({ keepAlive: true, maxSockets: 8 });
 
   const request = async (method: string, path: string, ro: RequestOpts = {}): Promise<KubeResponse> => {
     const url = new URL(server + path);
@@ -128,6 +129,9 @@ export async function connectCluster(opts: ConnectOptions): Promise<KubeClient |
     const options: RequestOptions = { method, headers };
     // Adds the CA, client certificate, bearer token (re-read from its file as it rotates) and proxy agent.
     await kc.applyToHTTPSOptions(options);
+    // KubeConfig makes a new agent per call; a plain one (no proxy) is swapped for one shared keep-alive agent,
+    // so each call does not pay a TLS handshake. The TLS options stay on the request and key the agent's pool.
+    if (options.agent?.constructor === HttpsAgent) options.agent = keepAlive;
     const signal = ro.timeoutMs === undefined ? undefined : AbortSignal.timeout(ro.timeoutMs);
     const send = url.protocol === 'http:' ? httpRequest : httpsRequest;
     const { status, text } = await new Promise<{ status: number; text: string }>((resolve, reject) => {

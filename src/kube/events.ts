@@ -92,12 +92,11 @@ export class EventRecorder {
     this.flushing = true;
     try {
       this.refill();
-      for (const [key, p] of this.pending) {
-        if (this.tokens < 1) break;
-        this.tokens -= 1;
-        this.pending.delete(key);
-        await this.write(key, p);
-      }
+      // A snapshot: what arrives while we write waits for the next tick (and aggregates meanwhile).
+      const batch = [...this.pending].slice(0, Math.floor(this.tokens));
+      this.tokens -= batch.length;
+      for (const [key] of batch) this.pending.delete(key);
+      for (const [key, p] of batch) await this.write(key, p);
     } finally {
       this.flushing = false;
     }

@@ -11,6 +11,7 @@
  */
 import type { Logger } from 'pino';
 import { KubeError, type KubeClient, type WatchEvent, type WatchHandle } from './client.js';
+import { forEachPage } from './list.js';
 
 type Labels = Readonly<Record<string, string>>;
 
@@ -166,20 +167,14 @@ export class NamespaceCache {
   /** Lists every namespace page by page and replaces the map; returns the list's resourceVersion. */
   private async list(): Promise<string> {
     const next = new Map<string, Labels>();
-    let token: string | undefined;
     let resourceVersion = '';
-    do {
-      const query = new URLSearchParams({ limit: String(this.pageSize) });
-      if (token) query.set('continue', token);
-      const { body } = await this.opts.client.request('GET', `${NAMESPACES}?${query}`, { timeoutMs: 30_000 });
-      const page = body as { items?: unknown[]; metadata?: { resourceVersion?: string; continue?: string } };
+    await forEachPage(this.opts.client, NAMESPACES, this.pageSize, (page) => {
       for (const item of page.items ?? []) {
         const m = meta(item);
         if (m.name) next.set(m.name, Object.freeze({ ...(m.labels ?? {}) }));
       }
       resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
-      token = page.metadata?.continue || undefined;
-    } while (token);
+    });
     this.labelsByName = next;
     if (!this.hasSynced) {
       this.hasSynced = true;

@@ -1,0 +1,128 @@
+/**
+ * The audit's judgement of running pods (SPEC 2 `audit`), with the webhook's
+ * own rules: pure. The edge (src/kube/audit.ts) pages through the pods and
+ * resolves owners; this module says what each pod is and what to do.
+ */
+import type { V1Pod } from '@kubernetes/client-node';
+import { admitPod } from './admit.js';
+import type { CompiledConfig } from './config.js';
+import type { ServerFeatures } from './inject.js';
+
+/** missed: the rules would inject and it has no sidecars; stale: injected under another config revision; conflict: the rules would inject but cannot. */
+export type PodState = 'missed' | 'stale' | 'conflict' | 'injected' | 'fine';
+export const PROBLEM_STATES = ['missed', 'stale', 'conflict'] as const;
+
+export interface PodVerdict {
+  state: PodState;
+  reason: string;
+}
+
+const MIRROR_ANNOTATION = 'kubernetes.io/config.mirror';
+
+export function classifyPod(
+  pod: V1Pod,
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  compiled: CompiledConfig,
+  server: ServerFeatures,
+): PodVerdict {
+  const annotations = pod.metadata?.annotations ?? {};
+  const phase = pod.status?.phase;
+  if (phase === 'Succeeded' || phase === 'Failed') return { state: 'fine', reason: `pod has ${phase.toLowerCase()}` };
+  // Static pods: the kubelet's mirror of a manifest on the node; no webhook can change what runs.
+  if (annotations[MIRROR_ANNOTATION] !== undefined) return { state: 'fine', reason: 'static pod (mirror)' };
+
+  const status = annotations[compiled.keys.status];
+  if (status !== undefined) {
+    let revision: unknown;
+    try {
+      revision = (JSON.parse(status) as { revision?: unknown }).revision;
+    } catch {
+      return { state: 'stale', reason: 'status annotation is not JSON' };
+    }
+    if (revision !== compiled.revision) return { state: 'stale', reason: `injected with revision ${String(revision)}, config is ${compiled.revision}` };
+    return { state: 'injected', reason: 'injected with the config in force' };
+  }
+
+  const namespace = pod.metadata?.namespace ?? '';
+  const outcome = admitPod(pod, { namespace, namespaceLabels, server }, compiled);
+  switch (outcome.decision) {
+    case 'injected':
+      return { state: 'missed', reason: `${outcome.reason}, but it has no sidecars (${outcome.profiles.join(',')})` };
+    case 'conflict':
+    case 'denied':
+      return { state: 'conflict', reason: outcome.reason };
+    default:
+      return { state: 'fine', reason: outcome.reason };
+  }
+}
+
+/** The workload a user acts on: a Deployment rather than its ReplicaSet, a CronJob rather than its Job. */
+export interface Workload {
+  namespace: string;
+  kind: string;
+  name: string;
+}
+
+/** The command that recreates a workload's pods, so the webhook sees them again. */
+export function remedy(w: Workload, state: PodState, reason: string): string {
+  if (state === 'conflict') return `resolve the conflict (${reason}), then recreate the pods`;
+  switch (w.kind) {
+    case 'Deployment':
+    case 'StatefulSet':
+    case 'DaemonSet':
+      return `kubectl rollout restart ${w.kind.toLowerCase()}/${w.name} -n ${w.namespace}`;
+    case 'CronJob':
+      return `its next run is injected; or kubectl create job --from=cronjob/${w.name} -n ${w.namespace}`;
+    case 'Job':
+      return `recreate job/${w.name} -n ${w.namespace} (a Job's pod template cannot change)`;
+    case 'Pod':
+      return `kubectl delete pod ${w.name} -n ${w.namespace}, and create it again`;
+    default:
+      return `kubectl delete pods of ${w.kind.toLowerCase()}/${w.name} -n ${w.namespace}; its controller recreates them`;
+  }
+}
+
+export interface WorkloadFinding extends Workload {
+  state: Exclude<PodState, 'fine' | 'injected'>;
+  pods: number;
+  /** Up to three pod names, for a human to look at. */
+  examples: string[];
+  reason: string;
+  action: string;
+}
+
+export type AuditCounts = Record<Exclude<PodState, 'fine'>, number> & { pods: number };
+
+/** Accumulates verdicts without keeping pods: memory grows with the number of problem workloads, not of pods. */
+export class AuditReport {
+  readonly counts: AuditCounts = { pods: 0, missed: 0, stale: 0, conflict: 0, injected: 0 };
+  private readonly findings = new Map<string, WorkloadFinding>();
+
+  add(podName: string, workload: Workload, verdict: PodVerdict): void {
+    this.counts.pods += 1;
+    if (verdict.state === 'fine') return;
+    this.counts[verdict.state] += 1;
+    if (verdict.state === 'injected') return;
+    const key = `${workload.namespace}/${workload.kind}/${workload.name}/${verdict.state}`;
+    let f = this.findings.get(key);
+    if (!f) {
+      f = { ...workload, state: verdict.state, pods: 0, examples: [], reason: verdict.reason, action: remedy(workload, verdict.state, verdict.reason) };
+      this.findings.set(key, f);
+    }
+    f.pods += 1;
+    if (f.examples.length < 3) f.examples.push(podName);
+  }
+
+  /** Problems first by state (missed, stale, conflict), then by namespace and workload. */
+  workloads(): WorkloadFinding[] {
+    const order = { missed: 0, stale: 1, conflict: 2 };
+    return [...this.findings.values()].sort(
+      (a, b) => order[a.state] - order[b.state] || a.namespace.localeCompare(b.namespace) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name),
+    );
+  }
+
+  /** Exit 1 when anything is missed or stale (conflicts are reported, not failed on: the pod runs as its owner asked). */
+  get failing(): boolean {
+    return this.counts.missed > 0 || this.counts.stale > 0;
+  }
+}

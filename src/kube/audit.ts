@@ -1,0 +1,118 @@
+/**
+ * Reads the cluster for the audit: pods page by page (so 50,000 pods take the
+ * memory of one page plus the report), the namespaces' labels, and the owner
+ * chain of pods that need attention (ReplicaSet → Deployment, Job →
+ * CronJob), each owner read once. The judgement is core/audit.ts.
+ */
+import { AuditReport, classifyPod, type Workload } from '../core/audit.js';
+import type { CompiledConfig } from '../core/config.js';
+import type { ServerFeatures } from '../core/inject.js';
+import type { V1Pod } from '@kubernetes/client-node';
+import { KubeError, type KubeClient } from './client.js';
+import { forEachPage } from './list.js';
+
+type Labels = Readonly<Record<string, string>>;
+
+export interface AuditOptions {
+  client: KubeClient;
+  config: CompiledConfig;
+  server: ServerFeatures;
+  /** One namespace; undefined for all. */
+  namespace?: string;
+  /** serve's namespace cache; without it the namespaces are listed. */
+  namespaceLabels?: (namespace: string) => Labels | undefined;
+  pageSize?: number;
+}
+
+
+interface OwnerRef {
+  apiVersion?: string;
+  kind?: string;
+  name?: string;
+  controller?: boolean;
+}
+
+interface Owned {
+  metadata?: { ownerReferences?: OwnerRef[] };
+}
+
+const NO_WORKLOAD: Workload = { namespace: '', kind: '', name: '' };
+
+const controllerOf = (o: Owned): OwnerRef | undefined => {
+  const refs = o.metadata?.ownerReferences ?? [];
+  return refs.find((r) => r.controller) ?? refs[0];
+};
+
+/** Where to read an owner to learn its own owner; only the two hops the audit resolves. */
+const OWNER_PATHS: Record<string, string> = {
+  ReplicaSet: '/apis/apps/v1/namespaces/{ns}/replicasets/{name}',
+  Job: '/apis/batch/v1/namespaces/{ns}/jobs/{name}',
+};
+
+class OwnerResolver {
+  private cache = new Map<string, Workload>();
+  constructor(private readonly client: KubeClient) {}
+
+  async of(pod: V1Pod): Promise<Workload> {
+    const namespace = pod.metadata?.namespace ?? '';
+    const ref = controllerOf(pod);
+    if (!ref?.kind || !ref.name) return { namespace, kind: 'Pod', name: pod.metadata?.name ?? '?' };
+    const key = `${namespace}/${ref.kind}/${ref.name}`;
+    const known = this.cache.get(key);
+    if (known) return known;
+    let workload: Workload = { namespace, kind: ref.kind, name: ref.name };
+    const template = OWNER_PATHS[ref.kind];
+    if (template) {
+      try {
+        const path = template.replace('{ns}', encodeURIComponent(namespace)).replace('{name}', encodeURIComponent(ref.name));
+        const { body } = await this.client.request('GET', path, { timeoutMs: 10_000 });
+        const parent = controllerOf(body as Owned);
+        // A ReplicaSet owned by a Deployment, a Job owned by a CronJob: the user acts on the parent.
+        if (parent?.kind && parent.name && ((ref.kind === 'ReplicaSet' && parent.kind === 'Deployment') || (ref.kind === 'Job' && parent.kind === 'CronJob'))) {
+          workload = { namespace, kind: parent.kind, name: parent.name };
+        }
+      } catch (err) {
+        // Gone or not readable (RBAC): the direct owner is still a useful answer.
+        if (!(err instanceof KubeError)) throw err;
+      }
+    }
+    this.cache.set(key, workload);
+    return workload;
+  }
+}
+
+async function namespaceLabelSource(opts: AuditOptions, pageSize: number): Promise<(ns: string) => Labels | undefined> {
+  if (opts.namespaceLabels) return opts.namespaceLabels;
+  const labels = new Map<string, Labels>();
+  const keep = (item: { metadata?: { name?: string; labels?: Record<string, string> } }) => {
+    if (item.metadata?.name) labels.set(item.metadata.name, item.metadata.labels ?? {});
+  };
+  if (opts.namespace) keep((await opts.client.request('GET', `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}`, { timeoutMs: 10_000 })).body as never);
+  else await forEachPage<never>(opts.client, '/api/v1/namespaces', pageSize, (page) => page.items?.forEach(keep));
+  return (ns) => labels.get(ns);
+}
+
+/** One pass over the pods in scope. Retries from the start (up to 3 times) when a continue token expires (410). */
+export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
+  const pageSize = opts.pageSize ?? 500;
+  const labelsOf = await namespaceLabelSource(opts, pageSize);
+  const owners = new OwnerResolver(opts.client);
+  const podsPath = opts.namespace ? `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/pods` : '/api/v1/pods';
+  for (let attempt = 1; ; attempt += 1) {
+    const report = new AuditReport();
+    try {
+      await forEachPage<V1Pod>(opts.client, podsPath, pageSize, async (page) => {
+        for (const pod of page.items ?? []) {
+          const verdict = classifyPod(pod, labelsOf(pod.metadata?.namespace ?? ''), opts.config, opts.server);
+          // Only pods that need attention are traced to their workload.
+          const workload = verdict.state === 'fine' || verdict.state === 'injected' ? NO_WORKLOAD : await owners.of(pod);
+          report.add(pod.metadata?.name ?? '?', workload, verdict);
+        }
+      });
+      return report;
+    } catch (err) {
+      if (err instanceof KubeError && err.status === 410 && attempt < 3) continue;
+      throw err;
+    }
+  }
+}
