@@ -6,7 +6,8 @@
  * then the in-process cost of one admission. Prints tables and the targets.
  *
  * Knobs (environment): BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_OPEN_SECONDS (10),
- * BENCH_CONNECTIONS (16), BENCH_RATE (500), BENCH_PAYLOADS (small,large,huge; empty: in-process only).
+ * BENCH_CONNECTIONS (16), BENCH_RATE (500), BENCH_PAYLOADS (small,large,huge; empty: in-process only),
+ * BENCH_CLUSTER_ARGS (extra flags for the server with a cluster, e.g. --no-events).
  */
 import autocannon from 'autocannon';
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
@@ -122,36 +123,62 @@ async function startServers(certDir: string, ca: string, kubeconfig: string): Pr
   const clusterMetricsPort = await freePort();
   const cert = join(certDir, 'tls.crt');
   const key = join(certDir, 'tls.key');
-  const [fc, fa] = pinned(process.execPath, [join(ROOT, 'dist-bench/bench/floor.js'), String(floorPort), cert, key]);
-  const floor = spawn(fc, fa, { stdio: ['ignore', 'ignore', 'inherit'] });
-  const [wc, wa] = pinned(process.execPath, [
-    join(ROOT, 'dist/cli/main.js'), 'serve',
-    '--config', join(ROOT, 'config/example.yaml'),
-    '--tls-cert', cert, '--tls-key', key,
-    '--port', String(webhookPort), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--shutdown-delay', '0',
-  ]);
-  // The webhook logs one line per admission, as in production; the lines go to /dev/null.
-  const webhook = spawn(wc, wa, { stdio: ['ignore', 'ignore', 'inherit'] });
-  // The same with a cluster: namespace cache (list + watch), server probe, events.
-  const [cc, ca2] = pinned(process.execPath, [
-    join(ROOT, 'dist/cli/main.js'), 'serve',
-    '--config', join(ROOT, 'config/example.yaml'),
-    '--tls-cert', cert, '--tls-key', key, '--kubeconfig', kubeconfig,
-    '--port', String(clusterPort), '--metrics-port', String(clusterMetricsPort), '--host', '127.0.0.1', '--shutdown-delay', '0',
-  ]);
-  const cluster = spawn(cc, ca2, { stdio: ['ignore', 'ignore', 'inherit'] });
-  const servers: Server[] = [
-    { name: 'floor', url: `https://127.0.0.1:${floorPort}`, proc: floor },
-    { name: 'webhook', url: `https://127.0.0.1:${webhookPort}`, proc: webhook },
-    { name: 'cluster', url: `https://127.0.0.1:${clusterPort}`, proc: cluster },
+  // Started one after another, each ready before the next: started together on the one pinned CPU, their
+  // start-ups starve each other, and V8 sizes a heap from what it measured then (the server with a cluster,
+  // which does the most at start, peaked 15-20 MB higher that way than started alone).
+  const commands: [ServerName, string, string[], string, string | undefined][] = [
+    ['floor', process.execPath, [join(ROOT, 'dist-bench/bench/floor.js'), String(floorPort), cert, key], `https://127.0.0.1:${floorPort}`, undefined],
+    [
+      'webhook',
+      process.execPath,
+      [
+        join(ROOT, 'dist/cli/main.js'), 'serve',
+        '--config', join(ROOT, 'config/example.yaml'),
+        '--tls-cert', cert, '--tls-key', key,
+        '--port', String(webhookPort), '--metrics-port', String(metricsPort), '--host', '127.0.0.1', '--shutdown-delay', '0',
+      ],
+      `https://127.0.0.1:${webhookPort}`,
+      undefined,
+    ],
+    // The same with a cluster: namespace cache (list + watch), server probe, events.
+    [
+      'cluster',
+      process.execPath,
+      [
+        join(ROOT, 'dist/cli/main.js'), 'serve',
+        '--config', join(ROOT, 'config/example.yaml'),
+        '--tls-cert', cert, '--tls-key', key, '--kubeconfig', kubeconfig,
+        '--port', String(clusterPort), '--metrics-port', String(clusterMetricsPort), '--host', '127.0.0.1', '--shutdown-delay', '0',
+        ...(env.BENCH_CLUSTER_ARGS ?? '').split(' ').filter(Boolean),
+      ],
+      `https://127.0.0.1:${clusterPort}`,
+      `http://127.0.0.1:${clusterMetricsPort}/readyz`,
+    ],
   ];
+  const servers: Server[] = [];
   try {
-    for (const s of servers) await waitReady(s.url, ca, s.proc);
+    for (const [name, cmd, args, url, readyz] of commands) {
+      const [c, a] = pinned(cmd, args);
+      // The webhooks log one line per admission, as in production; the lines go to /dev/null.
+      const proc = spawn(c, a, { stdio: ['ignore', 'ignore', 'inherit'] });
+      servers.push({ name, url, proc });
+      await waitReady(url, ca, proc);
+      if (readyz) await waitReadyz(readyz);
+    }
   } catch (err) {
     for (const s of servers) s.proc.kill('SIGKILL');
     throw err;
   }
   return servers;
+}
+
+/** Waits for a server's /readyz (with a cluster: the namespace cache has synced). */
+async function waitReadyz(url: string): Promise<void> {
+  const deadline = Date.now() + 35_000;
+  while ((await fetch(url).then((r) => r.status, () => 0)) !== 200) {
+    if (Date.now() > deadline) throw new Error(`${url} not ready`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
 }
 
 /** A broken server must not post a fast number: check answers before measuring. */
@@ -283,12 +310,13 @@ async function main(): Promise<void> {
         for (const s of servers) await saturate(s.url, payload, 1); // warm-up
         for (const s of servers) {
           const run = await saturate(s.url, payload, SECONDS);
+          const afterSaturation = peakRssMb(s.proc.pid!);
           const open = payload === 'huge' ? undefined : await openLoop({ url: `${s.url}/mutate`, ca: certs.caCert, rate: RATE, seconds: OPEN_SECONDS, warmupSeconds: 1, body: make });
           rounds[s.name].push({ run, open, rss: peakRssMb(s.proc.pid!) });
           log(
             `   round ${r + 1} ${s.name.padEnd(8)} ${run.rps.toFixed(0).padStart(6)} req/s  p50 ${run.p50} ms  p99 ${run.p99} ms` +
               (open ? `  | at ${RATE}/s p50 ${open.p50.toFixed(2)} ms p99 ${open.p99.toFixed(2)} ms` : '') +
-              `  | peak RSS ${peakRssMb(s.proc.pid!).toFixed(1)} MB${run.errors ? `  ERRORS ${run.errors}` : ''}`,
+              `  | peak RSS ${peakRssMb(s.proc.pid!).toFixed(1)} MB (${afterSaturation.toFixed(1)} after saturation)${run.errors ? `  ERRORS ${run.errors}` : ''}`,
           );
         }
       } finally {

@@ -7,9 +7,11 @@
  * (createConfiguration, ServerConfiguration), and that index loads every
  * generated model and API class, about 50 MB of heap in every replica that
  * our few calls never touch. Here that one import is pointed at a module
- * that re-exports the two names from their own files. Everything else is
- * client-node's code as installed; other packages stay ordinary imports,
- * resolved from node_modules at run time. Nothing is committed: the bundle
+ * that re-exports the two names from their own files, and node-fetch (which
+ * both modules use) is bundled without whatwg-url, which it never uses on
+ * Node (see below). Everything else is the packages' code as installed;
+ * other packages stay ordinary imports, resolved from node_modules at run
+ * time. Nothing is committed: the bundle
  * is made from the pinned dependency by `npm run build`.
  */
 import { build } from 'esbuild';
@@ -22,17 +24,25 @@ const leanGenIndex = {
     b.onResolve({ filter: /^\.\/gen\/index\.js$/ }, (args) =>
       args.importer.endsWith(`${CLIENT_NODE.replace(/\//g, '/')}config.js`) ? { path: 'gen-index', namespace: 'lean' } : undefined,
     );
-    b.onLoad({ filter: /.*/, namespace: 'lean' }, () => ({
-      contents: [
-        `export { createConfiguration } from '${CLIENT_NODE}gen/configuration.js';`,
-        `export { ServerConfiguration } from '${CLIENT_NODE}gen/servers.js';`,
-      ].join('\n'),
-      resolveDir: process.cwd(),
-    }));
-    // Other packages (node-fetch, js-yaml, openid-client…) and client-node's own gen/ files stay imports.
+    b.onLoad({ filter: /.*/, namespace: 'lean' }, (args) =>
+      args.path === 'whatwg-url'
+        ? { contents: 'module.exports = { URL: globalThis.URL };', loader: 'js' }
+        : {
+            contents: [
+              `export { createConfiguration } from '${CLIENT_NODE}gen/configuration.js';`,
+              `export { ServerConfiguration } from '${CLIENT_NODE}gen/servers.js';`,
+            ].join('\n'),
+            resolveDir: process.cwd(),
+          },
+    );
+    // node-fetch 2 imports whatwg-url but uses Node's own URL whenever it exists (`Url.URL || whatwgUrl.URL`,
+    // always Node's here); loading whatwg-url parses tr46's 260 KB mapping table, 10 MB of heap and more at
+    // peak. node-fetch is bundled so that import can get Node's URL instead.
+    b.onResolve({ filter: /^whatwg-url$/ }, () => ({ path: 'whatwg-url', namespace: 'lean' }));
+    // client-node's files (including gen/configuration.js, which imports node-fetch too) are bundled; other packages stay imports.
     b.onResolve({ filter: /^[^./]/ }, (args) => {
       if (args.kind === 'entry-point') return undefined;
-      if (args.path === `${CLIENT_NODE}config.js` || args.path === `${CLIENT_NODE}watch.js`) return undefined;
+      if (args.path.startsWith(CLIENT_NODE) || args.path === 'node-fetch') return undefined;
       return { path: args.path, external: true };
     });
   },
@@ -50,6 +60,8 @@ await build({
   target: 'node20',
   outfile: 'dist/vendor/client-node.js',
   plugins: [leanGenIndex],
+  // node-fetch is CommonJS: give its require() calls (node builtins, the optional `encoding`) a require.
+  banner: { js: "import { createRequire as __createRequire } from 'node:module'; const require = __createRequire(import.meta.url);" },
   logLevel: 'warning',
   legalComments: 'inline',
 });

@@ -87,3 +87,12 @@ export function kubeVersionFlag(raw: string | undefined): KubeVersion | undefine
   if (!version) throw new UsageError(`--kube-version: expected a Kubernetes version such as 1.30, got "${raw}"`);
   return version;
 }
+
+/** `--audit-interval 10m`: 1h, 30m, 90s, 1h30m, or bare seconds; undefined when not given or 0. At least 10 s. */
+export function durationFlag(name: string, raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '' || raw === '0') return undefined;
+  const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(raw);
+  const seconds = /^\d+$/.test(raw) ? Number(raw) : m && raw !== '' ? Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0) : NaN;
+  if (!Number.isFinite(seconds) || seconds < 10) throw new UsageError(`--${name}: expected a duration of at least 10s such as 10m or 1h, got "${raw}"`);
+  return seconds * 1000;
+}

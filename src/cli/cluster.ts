@@ -7,6 +7,8 @@
 import type { Logger } from 'pino';
 import type { ServerFeatures } from '../core/inject.js';
 import { featuresOf, formatVersion, type KubeVersion } from '../core/kube-version.js';
+import type { CompiledConfig } from '../core/config.js';
+import { runAudit } from '../kube/audit.js';
 import { CaBundleWriter } from '../kube/ca-bundle.js';
 import type { KubeClient } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
@@ -34,6 +36,10 @@ export interface ClusterOptions {
   kubeVersion: KubeVersion | undefined;
   caPath: string;
   syncBoundMs?: number;
+  /** --audit-interval: run the audit this often (ms). */
+  auditIntervalMs?: number;
+  /** The config in force, read at each audit. */
+  config: () => CompiledConfig;
 }
 
 export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterFeatures {
@@ -80,6 +86,25 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
   const caBundle = caBundleName ? new CaBundleWriter({ client, name: caBundleName, caPath: opts.caPath, logger: log, onResult: metrics.caBundle }) : undefined;
   caBundle?.sync();
 
+  let auditTimer: NodeJS.Timeout | undefined;
+  if (opts.auditIntervalMs) {
+    const interval = opts.auditIntervalMs;
+    const audit = async () => {
+      const started = Date.now();
+      try {
+        const report = await runAudit({ client, config: opts.config(), server, namespaceLabels: (ns) => namespaces.labels(ns) });
+        metrics.auditResult(report.counts);
+        log.info({ ...report.counts, durationMs: Date.now() - started }, 'audit');
+      } catch (err) {
+        metrics.auditFailed();
+        log.warn({ err: (err as Error).message }, 'audit failed');
+      }
+      if (!stopped) auditTimer = setTimeout(() => void audit(), interval);
+    };
+    // The first run waits for the cache, so it sees namespace labels.
+    auditTimer = setTimeout(() => void audit(), Math.min(interval, 30_000));
+  }
+
   let gaveUpWaiting = false;
   return {
     namespaces,
@@ -97,6 +122,7 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     },
     stop: () => {
       stopped = true;
+      clearTimeout(auditTimer);
       namespaces.stop();
       caBundle?.stop();
     },

@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { text } from 'node:stream/consumers';
 import { createLogger } from '../log.js';
 import { flagHelp, parseFlags, UsageError } from './args.js';
+import { AUDIT_FLAGS, AUDIT_USAGE, runAuditCommand } from './audit.js';
 import { CERTS_FLAGS, CERTS_USAGE, runCerts } from './certs.js';
 import { INJECT_FLAGS, INJECT_USAGE, runInject } from './inject.js';
 import type { CommandIO } from './io.js';
@@ -20,6 +21,7 @@ Commands:
   inject -f FILE|-      print manifests with sidecars injected, as the webhook would
   certs                 write a CA and serving certificate; print the caBundle
   validate-config FILE  check a config file
+  audit [-n NS | -A]    with a cluster: pods that missed their sidecars or run an old config
 
 Flags:
   -h, --help            show help ('sidecar-injector COMMAND --help' for a command)
@@ -73,8 +75,9 @@ async function runServe(argv: string[]): Promise<number> {
 const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage: string; flags: typeof SERVE_FLAGS }> = {
   serve: { run: runServe, usage: SERVE_USAGE, flags: SERVE_FLAGS },
   inject: { run: (argv) => runInject(argv, io), usage: INJECT_USAGE, flags: INJECT_FLAGS },
-  certs: { run: (argv) => runCerts(argv, io), usage: CERTS_USAGE, flags: CERTS_FLAGS },
+  certs: { run: (argv) => runCerts(argv, io, { lean: true }), usage: CERTS_USAGE, flags: CERTS_FLAGS },
   'validate-config': { run: (argv) => runValidateConfig(argv, io), usage: VALIDATE_USAGE, flags: VALIDATE_FLAGS },
+  audit: { run: (argv) => runAuditCommand(argv, io, { lean: true }), usage: AUDIT_USAGE, flags: AUDIT_FLAGS },
 };
 
 async function main(argv: string[]): Promise<number> {

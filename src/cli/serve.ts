@@ -18,7 +18,7 @@ import { listenHttp, listenHttps, type HttpsListener, type Listener } from '../s
 import { createMetricsApp } from '../server/metrics-app.js';
 import { generateCertificates, writeCertificates } from '../tls/generate.js';
 import { loadTlsPair } from '../tls/load.js';
-import { intFlag, kubeVersionFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
+import { durationFlag, intFlag, kubeVersionFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
 import { startCluster } from './cluster.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
@@ -36,6 +36,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   events: { type: 'boolean', env: true, help: 'record Kubernetes Events for admissions (default on with a cluster)' },
   'no-events': { type: 'boolean', help: 'do not record Events' },
   'kube-version': { type: 'string', env: true, help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
+  'audit-interval': { type: 'string', env: true, help: 'run the audit this often (e.g. 10m) and export sidecar_injector_pods{state}; needs pods list' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -110,6 +111,7 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
   const tls = await loadTlsPair(certPath, keyPath);
   if (!tls.ok) throw new StartupError([tls.error]);
   const kubeVersion = kubeVersionFlag(flags['kube-version'] as string | undefined);
+  const auditIntervalMs = durationFlag('audit-interval', flags['audit-interval'] as string | undefined);
 
   const metrics = createMetrics();
   metrics.configRevision(config.revision);
@@ -124,7 +126,10 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
   }
   const caBundleName = flags['patch-ca-bundle'] as string | undefined;
   if (!client && caBundleName) throw new StartupError(['--patch-ca-bundle needs cluster access (--kubeconfig, or running in a pod)']);
-  const cluster = client ? startCluster(client, { flags, logger, metrics, kubeVersion, caPath: join(dirname(certPath), 'ca.crt') }) : undefined;
+  if (!client && auditIntervalMs) throw new StartupError(['--audit-interval needs cluster access (--kubeconfig, or running in a pod)']);
+  const cluster = client
+    ? startCluster(client, { flags, logger, metrics, kubeVersion, caPath: join(dirname(certPath), 'ca.crt'), auditIntervalMs, config: () => config })
+    : undefined;
   if (!cluster) {
     logger.info('no cluster access (no --kubeconfig, not in a pod): namespace labels (rule 7), --patch-ca-bundle and events are off');
   }

@@ -10,6 +10,7 @@
  * README, Design notes).
  */
 import { existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node/dist/config.js';
@@ -62,6 +63,8 @@ export interface KubeClient {
 
 export interface ConnectOptions {
   kubeconfig?: string;
+  /** Like kubectl when there is no --kubeconfig and no pod: $KUBECONFIG (its first file), else ~/.kube/config. */
+  kubectlDefaults?: boolean;
   env: Readonly<Record<string, string | undefined>>;
   /**
    * Load the lean bundle of client-node's KubeConfig and Watch that `npm run build` makes
@@ -101,8 +104,16 @@ function readBody(res: IncomingMessage): Promise<string> {
  * undefined (no cluster features). Throws when a kubeconfig is named but
  * cannot be used.
  */
-export async function connectCluster(opts: ConnectOptions): Promise<KubeClient | undefined> {
-  const inCluster = !opts.kubeconfig && !!opts.env.KUBERNETES_SERVICE_HOST && !!opts.env.KUBERNETES_SERVICE_PORT && existsSync(SERVICE_ACCOUNT_TOKEN);
+/** $KUBECONFIG's first existing file, else ~/.kube/config when it exists. */
+function kubectlKubeconfig(env: ConnectOptions['env']): string | undefined {
+  const candidates = [...(env.KUBECONFIG ?? '').split(delimiter).filter(Boolean), ...(env.HOME ? [join(env.HOME, '.kube', 'config')] : [])];
+  return candidates.find((f) => existsSync(f));
+}
+
+export async function connectCluster(given: ConnectOptions): Promise<KubeClient | undefined> {
+  const inPod = !!given.env.KUBERNETES_SERVICE_HOST && !!given.env.KUBERNETES_SERVICE_PORT && existsSync(SERVICE_ACCOUNT_TOKEN);
+  const opts = !given.kubeconfig && !inPod && given.kubectlDefaults ? { ...given, kubeconfig: kubectlKubeconfig(given.env) } : given;
+  const inCluster = !opts.kubeconfig && inPod;
   if (!opts.kubeconfig && !inCluster) return undefined;
   const { KubeConfig: Config, Watch } = await loadClientNode(opts.lean ?? false);
   const kc: KubeConfig = new Config();

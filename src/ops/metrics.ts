@@ -1,6 +1,7 @@
 /** Prometheus metrics (SPEC section 7), on a registry of our own: nothing global, nothing at import. */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PodDecision } from '../core/admit.js';
+import { PROBLEM_STATES, type AuditCounts } from '../core/audit.js';
 
 export type AdmissionDecision = PodDecision | 'error';
 export type ReloadResult = 'success' | 'failure';
@@ -16,6 +17,8 @@ export interface Metrics {
   namespaceLookup(result: 'fetched' | 'failed'): void;
   caBundle(result: 'patched' | 'unchanged' | 'failure'): void;
   event(result: 'created' | 'updated' | 'dropped' | 'failed'): void;
+  auditResult(counts: AuditCounts): void;
+  auditFailed(): void;
   admission(decision: AdmissionDecision, seconds: number): void;
   configReload(result: ReloadResult): void;
   tlsReload(result: ReloadResult): void;
@@ -87,6 +90,19 @@ export function createMetrics(): Metrics {
     registers: [registry],
   });
 
+  const pods = new Gauge({
+    name: 'sidecar_injector_pods',
+    help: 'Pods by state at the last audit (--audit-interval): missed, stale, conflict, injected.',
+    labelNames: ['state'],
+    registers: [registry],
+  });
+  const audits = new Counter({
+    name: 'sidecar_injector_audit_runs_total',
+    help: 'Audit runs (--audit-interval), by result.',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+
   // Every series exists from the start, so rate() and alerts see zeros rather than gaps.
   for (const d of DECISIONS) admissions.inc({ decision: d }, 0);
   for (const r of ['success', 'failure']) {
@@ -95,6 +111,7 @@ export function createMetrics(): Metrics {
   }
 
   cacheSynced.set(0);
+  for (const r of ['success', 'failure']) audits.inc({ result: r }, 0);
   for (const r of ['closed', 'expired', 'error']) watchRestarts.inc({ reason: r }, 0);
   for (const r of ['fetched', 'failed']) lookups.inc({ result: r }, 0);
   for (const r of ['patched', 'unchanged', 'failure']) caBundles.inc({ result: r }, 0);
@@ -107,6 +124,11 @@ export function createMetrics(): Metrics {
     namespaceLookup: (result) => lookups.inc({ result }),
     caBundle: (result) => caBundles.inc({ result }),
     event: (result) => events.inc({ result }),
+    auditResult: (counts) => {
+      for (const state of [...PROBLEM_STATES, 'injected'] as const) pods.set({ state }, counts[state]);
+      audits.inc({ result: 'success' });
+    },
+    auditFailed: () => audits.inc({ result: 'failure' }),
     admission: (decision, seconds) => {
       admissions.inc({ decision });
       duration.observe(seconds);

@@ -87,6 +87,7 @@ const LIST_KINDS: Record<string, string> = {
   deployments: 'DeploymentList',
   cronjobs: 'CronJobList',
   configmaps: 'ConfigMapList',
+  secrets: 'SecretList',
   events: 'EventList',
   mutatingwebhookconfigurations: 'MutatingWebhookConfigurationList',
 };
@@ -355,7 +356,8 @@ export class FakeApiServer {
   }
 
   private list(path: string, collection: string, namespace: string | undefined, q: URLSearchParams, res: ServerResponse): void {
-    let items = this.all(collection).filter((o) => !namespace || meta(o).namespace === namespace);
+    const selector = parseSelector(q.get('labelSelector'));
+    let items = this.all(collection).filter((o) => (!namespace || meta(o).namespace === namespace) && selector((meta(o).labels ?? {}) as Record<string, string>));
     items.sort((a, b) => {
       const ka = `${(meta(a).namespace as string) ?? ''}/${meta(a).name as string}`;
       const kb = `${(meta(b).namespace as string) ?? ''}/${meta(b).name as string}`;
@@ -439,6 +441,17 @@ export class FakeApiServer {
     }
     this.json(res, 200, this.put(collection, next));
   }
+}
+
+/** Equality-based label selectors (`a=b,c!=d,e`), as `labelSelector` takes them. */
+function parseSelector(text: string | null): (labels: Record<string, string>) => boolean {
+  const terms = (text ?? '').split(',').filter(Boolean).map((t) => /^([^!=]+)(!=|==|=)?(.*)$/.exec(t.trim())!);
+  return (labels) =>
+    terms.every(([, key, op, value]) => {
+      const has = Object.hasOwn(labels, key!);
+      if (!op) return has;
+      return op === '!=' ? labels[key!] !== value : has && labels[key!] === value;
+    });
 }
 
 /** kube-apiserver's checks of a core/v1 Event that our recorder could get wrong. */

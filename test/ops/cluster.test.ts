@@ -268,3 +268,32 @@ describe('events', () => {
     expect(fake.all('events')).toEqual([]);
   });
 });
+
+describe('certs --secret (the chart certgen hook)', () => {
+  it('creates the Secret once; a second run leaves it (same CA); an incomplete one is refused by name', async () => {
+    const fake = await startFakeCluster();
+    fake.namespace('ops');
+    const dir = mkdtempSync(join(tmpdir(), 'certgen-'));
+    const kubeconfig = fake.kubeconfig(dir);
+    const certs = (secret: string) => runCli(['certs', '--service', 'sidecar-injector', '--namespace', 'ops', '--secret', secret, '--kubeconfig', kubeconfig], { env: { KUBERNETES_SERVICE_HOST: '' } });
+
+    const first = await certs('sidecar-injector-tls');
+    expect(first.stderr).toContain('created Secret ops/sidecar-injector-tls');
+    expect(first.code).toBe(0);
+    const stored = fake.get('secrets', 'ops/sidecar-injector-tls') as { type: string; data: Record<string, string> };
+    expect(stored.type).toBe('kubernetes.io/tls');
+    expect(Object.keys(stored.data).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    expect(first.stdout.trim()).toBe(stored.data['ca.crt']);
+
+    const again = await certs('sidecar-injector-tls');
+    expect(again.code).toBe(0);
+    expect(again.stderr).toContain('exists; left as it is');
+    expect(again.stdout.trim()).toBe(stored.data['ca.crt']);
+    expect(fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/secrets')).length).toBe(1);
+
+    fake.put('secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'partial', namespace: 'ops' }, data: { 'tls.crt': 'eA==' } });
+    const partial = await certs('partial');
+    expect(partial.code).toBe(1);
+    expect(partial.stderr).toContain('Secret ops/partial exists but lacks ca.crt, tls.key');
+  });
+});

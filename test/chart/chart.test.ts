@@ -1,0 +1,240 @@
+/**
+ * The Helm chart, rendered as `helm template` would (render.ts), for a set of
+ * value files: every document parses and validates against the Kubernetes
+ * schema of its kind (kubernetes-models, generated from the Kubernetes and
+ * cert-manager OpenAPI schemas), the webhook never selects kube-system or
+ * the release namespace, the ConfigMap's config passes validate-config, RBAC
+ * grants nothing beyond the README's list, values.schema.json rejects typos,
+ * and the default render matches its golden file.
+ */
+import { describe, expect, it } from '@jest/globals';
+import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Ajv } from 'ajv';
+import { parse, parseAllDocuments } from 'yaml';
+import { parseConfigText } from '../../src/config/load.js';
+import { runCli } from '../helpers/process.js';
+import { CHART, render, valuesFile } from './render.js';
+import { unknownFields } from './unknown-fields.js';
+
+type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string>; labels?: Record<string, string> } } & Record<string, unknown>;
+
+const GOLDEN = new URL('./golden/default.yaml', import.meta.url);
+const VALUE_SETS: Record<string, string[]> = {
+  defaults: [],
+  'cert-manager': [valuesFile('cert-manager')],
+  'cert-manager with an issuer': [valuesFile('cert-manager-issuer')],
+  'own secret': [valuesFile('secret')],
+  'failurePolicy Ignore': [valuesFile('ignore')],
+  'opt-out, custom profiles, audit': [valuesFile('opt-out')],
+  'HA off, hostNetwork': [valuesFile('single')],
+};
+
+function docsOf(text: string): Doc[] {
+  const docs = parseAllDocuments(text);
+  for (const d of docs) if (d.errors.length > 0) throw new Error(`render is not YAML: ${d.errors[0]!.message}`);
+  return docs.map((d) => d.toJS() as Doc).filter(Boolean);
+}
+
+function renderDocs(values: string[]): Doc[] {
+  const r = render(values);
+  if (!r.ok) throw new Error(`render failed: ${r.stderr}`);
+  return docsOf(r.stdout);
+}
+
+/** kubernetes-models' class for an apiVersion and kind, with the JSON-schema validate() it was generated with. */
+async function modelFor(apiVersion: string, kind: string): Promise<{ validate(): void } & (new (o: unknown) => { validate(): void })> {
+  const path = apiVersion.startsWith('cert-manager.io/')
+    ? `@kubernetes-models/cert-manager/${apiVersion}`
+    : `kubernetes-models/${apiVersion}`;
+  const mod = (await import(path)) as Record<string, unknown>;
+  const model = mod[kind];
+  if (typeof model !== 'function') throw new Error(`no schema for ${apiVersion} ${kind}`);
+  return model as never;
+}
+
+/** What `serve` and the certgen Job may do (README, RBAC): group/resource → verbs (and names, where limited). */
+const ALLOWED: Record<string, string[]> = {
+  '/namespaces': ['get', 'list', 'watch'],
+  '/events': ['create', 'patch'],
+  'admissionregistration.k8s.io/mutatingwebhookconfigurations': ['get', 'patch'],
+  '/pods': ['list'],
+  'apps/replicasets': ['get'],
+  'batch/jobs': ['get'],
+  '/secrets': ['get', 'create'],
+};
+
+describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
+  const docs = renderDocs(values);
+  const of = (kind: string) => docs.filter((d) => d.kind === kind);
+  const one = (kind: string) => {
+    const found = of(kind);
+    expect(found.length).toBe(1);
+    return found[0]!;
+  };
+
+  it('renders documents that validate against the schema of their kind, with no unknown field', async () => {
+    expect(docs.length).toBeGreaterThan(5);
+    for (const doc of docs) {
+      const Model = await modelFor(doc.apiVersion, doc.kind);
+      expect(() => new Model(doc).validate()).not.toThrow();
+      const unknown = unknownFields(doc);
+      // cert-manager's kinds are CRDs: client-node has no model; their JSON schema above is all we check.
+      if (!doc.apiVersion.startsWith('cert-manager.io/')) expect({ kind: doc.kind, unknown }).toEqual({ kind: doc.kind, unknown: [] });
+    }
+  });
+
+  it('the unknown-field check itself catches a typo', () => {
+    const dep = structuredClone(docs.find((d) => d.kind === 'Deployment')!) as Doc & { spec: { template: { spec: { containers: Record<string, unknown>[] } } } };
+    dep.spec.template.spec.containers[0]!.imagePullPolcy = 'Always';
+    expect(unknownFields(dep)).toEqual(['Deployment.spec.template.spec.containers[0].imagePullPolcy']);
+  });
+
+  it('never sends kube-system or its own namespace to the webhook; the webhook is set up for re-invocation', () => {
+    const mwc = one('MutatingWebhookConfiguration') as Doc & { webhooks: Record<string, unknown>[] };
+    for (const hook of mwc.webhooks) {
+      const exprs = (hook.namespaceSelector as { matchExpressions: { key: string; operator: string; values: string[] }[] }).matchExpressions;
+      const byName = exprs.find((e) => e.key === 'kubernetes.io/metadata.name' && e.operator === 'NotIn')!;
+      expect(byName.values).toEqual(expect.arrayContaining(['kube-system', 'sidecar-injector']));
+      expect(hook).toMatchObject({ sideEffects: 'None', reinvocationPolicy: 'IfNeeded', admissionReviewVersions: ['v1', 'v1beta1'] });
+      expect(['Fail', 'Ignore']).toContain(hook.failurePolicy);
+      expect(hook.timeoutSeconds).toBeLessThanOrEqual(30);
+      expect(hook.rules).toEqual([{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }]);
+      expect((hook.clientConfig as { service: unknown }).service).toEqual({ name: 'sidecar-injector', namespace: 'sidecar-injector', path: '/mutate', port: 443 });
+    }
+  });
+
+  it('ships a config that validate-config accepts', () => {
+    const cm = of('ConfigMap').find((d) => d.metadata.labels?.['app.kubernetes.io/component'] === 'sidecar-injector-config')!;
+    const text = (cm.data as Record<string, string>)['config.yaml']!;
+    const parsed = parseConfigText(text, 'ConfigMap');
+    expect(parsed.ok ? [] : parsed.errors).toEqual([]);
+  });
+
+  it('grants nothing beyond the RBAC the README lists', () => {
+    const rules = [...of('ClusterRole'), ...of('Role')].flatMap((r) => r.rules as { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[]);
+    expect(rules.length).toBeGreaterThan(0);
+    for (const rule of rules) {
+      for (const group of rule.apiGroups) {
+        for (const resource of rule.resources) {
+          const allowed = ALLOWED[`${group}/${resource}`];
+          expect({ resource: `${group}/${resource}`, extra: rule.verbs.filter((v) => !allowed?.includes(v)) }).toEqual({ resource: `${group}/${resource}`, extra: [] });
+        }
+      }
+      if (rule.resources.includes('mutatingwebhookconfigurations')) expect(rule.resourceNames).toEqual(['sidecar-injector']);
+      if (rule.resources.includes('secrets') && rule.verbs.includes('get')) expect(rule.resourceNames).toBeDefined();
+    }
+    expect(JSON.stringify(rules)).not.toContain('"*"');
+  });
+
+  it('runs the pods hardened: non-root, read-only root, no capabilities, probes on /healthz and /readyz', () => {
+    const dep = one('Deployment') as Doc & { spec: { template: { spec: { containers: Record<string, unknown>[]; securityContext: Record<string, unknown> } } } };
+    const pod = dep.spec.template.spec;
+    expect(pod.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
+    const c = pod.containers[0]!;
+    expect(c.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, runAsNonRoot: true, capabilities: { drop: ['ALL'] } });
+    expect((c.livenessProbe as { httpGet: { path: string } }).httpGet.path).toBe('/healthz');
+    expect((c.readinessProbe as { httpGet: { path: string } }).httpGet.path).toBe('/readyz');
+    expect(c.args).toEqual(expect.arrayContaining(['serve', '--config=/etc/sidecar-injector/config/config.yaml']));
+  });
+});
+
+describe('chart modes', () => {
+  const argsOf = (docs: Doc[]) => ((docs.find((d) => d.kind === 'Deployment')!.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args);
+  it('certgen (default): a hook Job creates the Secret if missing and the replicas write the CA', () => {
+    const docs = renderDocs([]);
+    const job = docs.find((d) => d.kind === 'Job')!;
+    expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
+    const spec = (job.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!;
+    expect(spec.args).toEqual(['certs', '--service=sidecar-injector', '--namespace=sidecar-injector', '--secret=sidecar-injector-tls', '--days=3650']);
+    expect(argsOf(docs)).toContain('--patch-ca-bundle=sidecar-injector');
+    expect(docs.some((d) => d.apiVersion.startsWith('cert-manager.io'))).toBe(false);
+  });
+
+  it('cert-manager: Issuer and Certificate, CA injected by cert-manager, replicas do not patch', () => {
+    const docs = renderDocs([valuesFile('cert-manager')]);
+    const mwc = docs.find((d) => d.kind === 'MutatingWebhookConfiguration')!;
+    expect(mwc.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBe('sidecar-injector/sidecar-injector-tls');
+    expect(docs.filter((d) => d.kind === 'Certificate').map((d) => d.metadata.name)).toEqual(['sidecar-injector-ca', 'sidecar-injector-tls']);
+    expect(argsOf(docs).some((a) => a.startsWith('--patch-ca-bundle'))).toBe(false);
+    expect(docs.some((d) => d.kind === 'Job')).toBe(false);
+    const withIssuer = renderDocs([valuesFile('cert-manager-issuer')]);
+    expect(withIssuer.filter((d) => d.kind === 'Issuer')).toEqual([]);
+    expect((withIssuer.find((d) => d.kind === 'Certificate')!.spec as { issuerRef: unknown }).issuerRef).toEqual({ kind: 'ClusterIssuer', name: 'internal-ca' });
+  });
+
+  it('secret: mounts the named Secret, no Job, replicas write its CA', () => {
+    const docs = renderDocs([valuesFile('secret')]);
+    const dep = docs.find((d) => d.kind === 'Deployment')!;
+    expect(JSON.stringify(dep)).toContain('"secretName":"my-webhook-tls"');
+    expect(docs.some((d) => d.kind === 'Job')).toBe(false);
+    expect(argsOf(docs)).toContain('--patch-ca-bundle=sidecar-injector');
+  });
+
+  it('allowPodOptOut: false drops the objectSelector, so inject=false pods still reach the webhook to be refused', () => {
+    const docs = renderDocs([valuesFile('opt-out')]);
+    const hook = (docs.find((d) => d.kind === 'MutatingWebhookConfiguration')!.webhooks as Record<string, unknown>[])[0]!;
+    expect(hook.objectSelector).toBeUndefined();
+    expect(renderDocs([]).find((d) => d.kind === 'MutatingWebhookConfiguration')!.webhooks).toEqual([
+      expect.objectContaining({ objectSelector: { matchExpressions: [{ key: 'sidecar-injector.io/inject', operator: 'NotIn', values: ['false'] }] } }),
+    ]);
+    expect(argsOf(docs)).toEqual(expect.arrayContaining(['--no-events', '--audit-interval=15m']));
+  });
+
+  it('HA: two replicas, a PodDisruptionBudget and anti-affinity by default; none of them with HA off', () => {
+    const ha = renderDocs([]);
+    expect((ha.find((d) => d.kind === 'Deployment')!.spec as { replicas: number }).replicas).toBe(2);
+    expect(ha.some((d) => d.kind === 'PodDisruptionBudget')).toBe(true);
+    expect(JSON.stringify(ha.find((d) => d.kind === 'Deployment'))).toContain('podAntiAffinity');
+    const single = renderDocs([valuesFile('single')]);
+    expect(single.some((d) => d.kind === 'PodDisruptionBudget')).toBe(false);
+    expect(JSON.stringify(single.find((d) => d.kind === 'Deployment'))).not.toContain('podAntiAffinity');
+  });
+
+  it('NOTES.txt says how to opt a namespace in and how to check it worked', () => {
+    const notes = render([], { notes: true });
+    expect(notes.ok).toBe(true);
+    expect(notes.stdout).toContain('kubectl label namespace NAMESPACE sidecar-injector.io/injection=enabled');
+    expect(notes.stdout).toContain('sidecar-injector\\.io/status');
+  });
+
+  it('the default render matches its golden file (UPDATE_GOLDEN=1 rewrites it)', () => {
+    const text = render([]).stdout;
+    if (process.env.UPDATE_GOLDEN === '1') writeFileSync(GOLDEN, text);
+    expect(text).toBe(readFileSync(GOLDEN, 'utf8'));
+  });
+
+  it('the shipped config passes the validate-config command itself', async () => {
+    const cm = renderDocs([]).find((d) => d.kind === 'ConfigMap')!;
+    const file = join(mkdtempSync(join(tmpdir(), 'chart-config-')), 'config.yaml');
+    writeFileSync(file, (cm.data as Record<string, string>)['config.yaml']!);
+    const out = await runCli(['validate-config', file]);
+    expect(out.stderr).toBe('');
+    expect(out.code).toBe(0);
+  });
+});
+
+describe('values.schema.json', () => {
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  const validate = ajv.compile(JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as object);
+  const defaults = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8')) as Record<string, unknown>;
+  const errorsOf = (v: unknown) => (validate(v) ? [] : (validate.errors ?? []).map((e) => `${e.instancePath} ${e.message} ${JSON.stringify(e.params)}`));
+
+  it('accepts the defaults and every test value set', () => {
+    expect(errorsOf(defaults)).toEqual([]);
+    for (const files of Object.values(VALUE_SETS)) {
+      for (const f of files) {
+        const merged = { ...defaults, ...(parse(readFileSync(f, 'utf8')) as object) };
+        expect({ f, errors: errorsOf(merged) }).toEqual({ f, errors: [] });
+      }
+    }
+  });
+
+  it('rejects a typo in a value, at any depth', () => {
+    expect(errorsOf({ ...defaults, replicaCont: 3 }).join()).toContain('additionalProperty":"replicaCont"');
+    expect(errorsOf({ ...defaults, webhook: { failurPolicy: 'Ignore' } }).join()).toContain('failurPolicy');
+    expect(errorsOf({ ...defaults, tls: { mode: 'certmanager' } }).join()).toContain('allowedValues');
+    expect(errorsOf({ ...defaults, config: { ...(defaults.config as object), polcy: 'opt-out' } }).join()).toContain('polcy');
+  });
+});
