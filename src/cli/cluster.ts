@@ -65,16 +65,17 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     log.info({ kubeVersion: formatVersion(opts.kubeVersion), nativeSidecars: server.nativeSidecars }, 'server features from --kube-version');
   } else {
     void (async () => {
+      // /version unreachable: retried until it answers; readiness waits for the first attempt only.
       for (let attempt = 1; !stopped; attempt += 1) {
         const found = await detectServerFeatures(client);
-        if (found.version !== 'unknown' || attempt >= 5) {
+        probed = true;
+        if (found.version !== 'unknown') {
           server = found.features;
-          probed = true;
           log.info({ version: found.version, nativeSidecars: server.nativeSidecars, how: found.how }, 'server features');
           return;
         }
-        log.warn({ how: found.how, attempt }, 'server features unknown yet; native sidecars off until known');
-        await new Promise((resolve) => setTimeout(resolve, Math.min(30_000, 1000 * 2 ** attempt)));
+        if (attempt === 1) log.warn({ how: found.how }, 'server features unknown; native sidecars off until the API server answers');
+        await new Promise((resolve) => setTimeout(resolve, Math.min(300_000, 1000 * 2 ** attempt)).unref());
       }
     })();
   }

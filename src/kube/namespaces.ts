@@ -220,7 +220,8 @@ export class NamespaceCache {
       },
     );
     this.current = handle;
-    if (failure) handle.abort();
+    // An error event before we got here, or stop() while the watch was being opened.
+    if (failure || this.stopped) handle.abort();
     const err = await handle.done;
     this.current = undefined;
     if (failure) throw failure;
