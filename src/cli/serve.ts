@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import type { ServerFeatures } from '../core/inject.js';
-import { featuresOf, NEWEST } from '../core/kube-version.js';
+import { featuresOf } from '../core/kube-version.js';
 import { connectCluster, type KubeClient } from '../kube/client.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
 import { createMetrics } from '../ops/metrics.js';
@@ -85,9 +85,6 @@ export interface ServeOptions {
   leanClientNode?: boolean;
 }
 
-/** With a cluster, readiness waits for the namespace cache at most this long, then rule 7 runs on direct reads. */
-export const SYNC_BOUND_MS = 30_000;
-
 export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOptions): Promise<ServeHandle> {
   const port = intFlag(flags, 'port', 0, 65535);
   const metricsPortFlag = intFlag(flags, 'metrics-port', 0, 65535);
@@ -133,14 +130,14 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
   if (!cluster) {
     logger.info('no cluster access (no --kubeconfig, not in a pod): namespace labels (rule 7), --patch-ca-bundle and events are off');
   }
-  let server: ServerFeatures = featuresOf(kubeVersion ?? NEWEST);
-  if (!kubeVersion && !cluster) server = { nativeSidecars: false }; // unknown: the safe side
+  // Without a cluster, support is what --kube-version says, or unknown: the safe side.
+  const noCluster: ServerFeatures = kubeVersion ? featuresOf(kubeVersion) : { nativeSidecars: false };
 
   const app = createApp({
     config: () => config,
     namespaceLabels: cluster ? (ns) => cluster.namespaces.labels(ns) : () => undefined,
     lookupNamespace: cluster ? (ns) => cluster.namespaces.lookup(ns) : undefined,
-    server: () => cluster?.server() ?? server,
+    server: cluster ? cluster.server : () => noCluster,
     recordEvent: cluster?.events ? (e) => cluster.events?.record(e) : undefined,
     logger,
     now: () => performance.now(),
@@ -181,10 +178,10 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
       https.setTls(pair.pair);
       metrics.tlsReload('success');
       logger.info({ cert: certPath }, 'certificate reloaded');
-      cluster?.caBundle?.sync();
     }),
   );
-  // The CA can rotate on its own (cert-manager rolls the CA before the leaf): write it whenever it changes.
+  // --patch-ca-bundle: written at start (startCluster) and whenever ca.crt changes, with the pair or on its own
+  // (cert-manager rolls the CA before the leaf); a reload that leaves ca.crt as it was has nothing to write.
   if (cluster?.caBundle) watchers.push(await watchFiles([join(dirname(certPath), 'ca.crt')], async () => cluster.caBundle?.sync()));
 
   logger.info(
