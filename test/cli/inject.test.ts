@@ -121,6 +121,21 @@ describe('inject', () => {
     expect(out.stderr).toContain('document 1 (Pod p): would be denied: conflict: containerPort 8080/TCP is used by both "exporter" and "a"');
   });
 
+  it('--kube-version decides native sidecars: the newest by default, a regular container (with a warning) before 1.29', async () => {
+    const doc = 'apiVersion: v1\nkind: Pod\nmetadata: { name: p, annotations: { sidecar-injector.io/inject: exporter } }\nspec:\n  containers: [{ name: app, image: app:1 }]\n';
+    const newest = await inject(['-f', '-', '-o', 'json'], doc);
+    const podOf = (out: string) => JSON.parse(out) as V1Pod;
+    expect(podOf(newest.stdout).spec!.initContainers!.map((c) => [c.name, c.restartPolicy])).toEqual([['exporter', 'Always']]);
+    const old = await inject(['-f', '-', '-o', 'json', '--kube-version', '1.28'], doc);
+    expect(old.code).toBe(0);
+    expect(podOf(old.stdout).spec!.initContainers).toBeUndefined();
+    expect(podOf(old.stdout).spec!.containers.map((c) => c.name)).toEqual(['app', 'exporter']);
+    expect(old.stderr).toContain('API server lacks native sidecars; injected as regular containers');
+    const bad = await inject(['-f', '-', '--kube-version', 'latest'], doc);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toContain('--kube-version: expected a Kubernetes version such as 1.30, got "latest"');
+  });
+
   it('refuses bad flags', async () => {
     expect((await inject(['-f', '-', '-o', 'xml'])).stderr).toContain('-o: expected yaml or json');
     expect((await inject(['-f', '-', '--namespace-label', 'novalue'])).stderr).toContain('expected k=v');
