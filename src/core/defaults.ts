@@ -33,7 +33,7 @@ export function defaultPullPolicy(image: string): string {
 }
 
 function httpGet(h: V1HTTPGetAction | undefined): V1HTTPGetAction | undefined {
-  if (!h || (h.path !== undefined && h.path !== '' && h.scheme)) return h;
+  if (!h || (h.path && h.scheme)) return h;
   return { ...h, path: h.path || '/', scheme: h.scheme || 'HTTP' };
 }
 

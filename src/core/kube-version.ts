@@ -43,5 +43,5 @@ export function featuresOf(version: KubeVersion): ServerFeatures {
 }
 
 export function formatVersion(v: KubeVersion): string {
-  return v === NEWEST || v.minor === NEWEST.minor ? 'newest' : `${v.major}.${v.minor}`;
+  return `${v.major}.${v.minor}`;
 }

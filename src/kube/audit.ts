@@ -81,14 +81,22 @@ class OwnerResolver {
   }
 }
 
+interface NamespaceItem {
+  metadata?: { name?: string; labels?: Record<string, string> };
+}
+
 async function namespaceLabelSource(opts: AuditOptions, pageSize: number): Promise<(ns: string) => Labels | undefined> {
   if (opts.namespaceLabels) return opts.namespaceLabels;
   const labels = new Map<string, Labels>();
-  const keep = (item: { metadata?: { name?: string; labels?: Record<string, string> } }) => {
+  const keep = (item: NamespaceItem) => {
     if (item.metadata?.name) labels.set(item.metadata.name, item.metadata.labels ?? {});
   };
-  if (opts.namespace) keep((await opts.client.request('GET', `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}`, { timeoutMs: 10_000 })).body as never);
-  else await forEachPage<never>(opts.client, '/api/v1/namespaces', pageSize, (page) => page.items?.forEach(keep));
+  if (opts.namespace) {
+    const { body } = await opts.client.request('GET', `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}`, { timeoutMs: 10_000 });
+    keep(body as NamespaceItem);
+  } else {
+    await forEachPage<NamespaceItem>(opts.client, '/api/v1/namespaces', pageSize, (page) => page.items?.forEach(keep));
+  }
   return (ns) => labels.get(ns);
 }
 
