@@ -5,7 +5,7 @@
  * bounded read of a namespace it has not seen.
  */
 import type { Logger } from 'pino';
-import type { ServerFeatures } from '../core/inject.js';
+import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import { featuresOf, formatVersion, type KubeVersion } from '../core/kube-version.js';
 import type { CompiledConfig } from '../core/config.js';
 import { runAudit } from '../kube/audit.js';
@@ -19,7 +19,7 @@ import type { ParsedFlags } from './args.js';
 
 export interface ClusterFeatures {
   namespaces: NamespaceCache;
-  /** Native sidecar support: unknown (false) until the probe answers. */
+  /** Native sidecar support: unknown until the probe answers. */
   server(): ServerFeatures;
   events: EventRecorder | undefined;
   caBundle: CaBundleWriter | undefined;
@@ -57,7 +57,7 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
   });
   void namespaces.run();
 
-  let server: ServerFeatures = { nativeSidecars: false };
+  let server: ServerFeatures = UNKNOWN_SERVER;
   let probed = false;
   if (opts.kubeVersion) {
     server = featuresOf(opts.kubeVersion);
@@ -74,7 +74,7 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
           log.info({ version: found.version, nativeSidecars: server.nativeSidecars, how: found.how }, 'server features');
           return;
         }
-        if (attempt === 1) log.warn({ how: found.how }, 'server features unknown; native sidecars off until the API server answers');
+        if (attempt === 1) log.warn({ how: found.how }, 'server features unknown until the API server answers: nativeSidecar auto injects regular containers, true stays native');
         await new Promise((resolve) => setTimeout(resolve, Math.min(300_000, 1000 * 2 ** attempt)).unref());
       }
     })();

@@ -7,7 +7,7 @@ import { AUDIT_FLAGS, AUDIT_USAGE, runAuditCommand } from './audit.js';
 import { CERTS_FLAGS, CERTS_USAGE, runCerts } from './certs.js';
 import { INJECT_FLAGS, INJECT_USAGE, runInject } from './inject.js';
 import type { CommandIO } from './io.js';
-import { SERVE_FLAGS, SERVE_USAGE, serve, SHUTDOWN_BOUND_MS, StartupError } from './serve.js';
+import { SERVE_FLAGS, SERVE_USAGE, serve, SHUTDOWN_BOUND_MS, StartupError, type ServeHandle } from './serve.js';
 import { runValidateConfig, VALIDATE_FLAGS, VALIDATE_USAGE } from './validate-config.js';
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -53,22 +53,29 @@ async function runServe(argv: string[]): Promise<number> {
   if (!LOG_LEVELS.includes(level)) throw new UsageError(`--log-level: expected one of ${LOG_LEVELS.join(', ')}, got "${level}"`);
   const { logger, flushLogs } = createLogger(level);
   flush = flushLogs;
-  const handle = await serve(flags, logger, { env: process.env, leanClientNode: true });
-  await new Promise<void>((resolve) => {
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals += 1;
-      if (signals > 1) exit(1); // a second signal means "now"
-      logger.info({ signal }, 'signal received');
-      setTimeout(() => {
-        logger.error('shutdown took too long; exiting');
-        exit(1);
-      }, SHUTDOWN_BOUND_MS).unref();
-      void handle.shutdown().then(resolve);
-    };
-    process.on('SIGTERM', onSignal);
-    process.on('SIGINT', onSignal);
-  });
+  // Handlers go in before anything listens: a signal while starting (a rollout right after a pod
+  // starts) waits for the start to finish and then shuts down cleanly instead of killing the process.
+  const started: { handle?: ServeHandle; stopRequested?: boolean } = {};
+  let stopped!: () => void;
+  const done = new Promise<void>((resolve) => (stopped = resolve));
+  const stop = (h: ServeHandle) => void h.shutdown().then(stopped);
+  let signals = 0;
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) exit(1); // a second signal means "now"
+    logger.info({ signal, starting: started.handle === undefined }, 'signal received');
+    setTimeout(() => {
+      logger.error('shutdown took too long; exiting');
+      exit(1);
+    }, SHUTDOWN_BOUND_MS).unref();
+    if (started.handle) stop(started.handle);
+    else started.stopRequested = true;
+  };
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
+  started.handle = await serve(flags, logger, { env: process.env, leanClientNode: true });
+  if (started.stopRequested) stop(started.handle);
+  await done;
   return 0;
 }
 
@@ -106,7 +113,10 @@ main(process.argv.slice(2)).then(
   (code) => exit(code),
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`sidecar-injector: ${err.message}\n`);
-    else if (err instanceof StartupError) process.stderr.write(`sidecar-injector: cannot start:\n${err.problems.map((p) => `  ${p}`).join('\n')}\n`);
+    else if (err instanceof StartupError) {
+      const [only, ...more] = err.problems;
+      process.stderr.write(more.length === 0 ? `sidecar-injector: cannot start: ${only}\n` : `sidecar-injector: cannot start:\n${err.problems.map((p) => `  ${p}`).join('\n')}\n`);
+    }
     else process.stderr.write(`sidecar-injector: ${(err as Error).stack ?? String(err)}\n`);
     exit(err instanceof UsageError ? 2 : 1);
   },

@@ -7,19 +7,21 @@ import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
-import type { ServerFeatures } from '../core/inject.js';
-import { featuresOf } from '../core/kube-version.js';
+import type { RequestListener } from 'node:http';
+import type { CompiledConfig } from '../core/config.js';
+import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
+import { featuresOf, type KubeVersion } from '../core/kube-version.js';
 import { connectCluster, type KubeClient } from '../kube/client.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
-import { createMetrics } from '../ops/metrics.js';
+import { createMetrics, type Metrics } from '../ops/metrics.js';
 import { watchFiles, type FileWatcher } from '../ops/watch.js';
 import { createApp } from '../server/app.js';
 import { listenHttp, listenHttps, type HttpsListener, type Listener } from '../server/listen.js';
 import { createMetricsApp } from '../server/metrics-app.js';
 import { generateCertificates, writeCertificates } from '../tls/generate.js';
-import { loadTlsPair } from '../tls/load.js';
+import { loadTlsPair, type TlsPair } from '../tls/load.js';
 import { durationFlag, intFlag, kubeVersionFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
-import { startCluster } from './cluster.js';
+import { startCluster, type ClusterFeatures } from './cluster.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   config: { type: 'string', env: true, help: 'profiles config file, watched for changes (the built-in example when absent)' },
@@ -85,125 +87,227 @@ export interface ServeOptions {
   leanClientNode?: boolean;
 }
 
+/** Build the parts, then start them: settings → config → TLS → cluster → listeners → file watchers. */
 export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOptions): Promise<ServeHandle> {
-  const port = intFlag(flags, 'port', 0, 65535);
-  const metricsPortFlag = intFlag(flags, 'metrics-port', 0, 65535);
-  const shutdownDelayMs = secondsFlag(flags, 'shutdown-delay');
-  const host = flags.host as string;
+  const s = readSettings(flags);
+  const metrics = createMetrics();
+  const config = await loadConfig(s, metrics);
+  const tls = await loadTls(s, flags['dev-certs'] === true, logger);
+  const cluster = await connect(s, flags, options, logger, metrics, config);
+  let ready = true;
+  const isReady = () => ready;
+  const listeners = await listen(s, tls, buildApp(s, config, cluster, logger, metrics, isReady), () =>
+    createMetricsApp(metrics.registry, isReady, cluster?.notReady),
+  );
+  const watchers = await watchConfigAndTls(s, config, listeners.https, cluster, logger, metrics);
+  logger.info(
+    { port: listeners.https.port, metricsPort: listeners.metrics?.port ?? null, host: s.host, config: s.configPath, revision: config.current.revision },
+    'serving /mutate over HTTPS',
+  );
+  let shuttingDown: Promise<void> | undefined;
+  return {
+    port: listeners.https.port,
+    metricsPort: listeners.metrics?.port,
+    shutdown: () =>
+      (shuttingDown ??= (async () => {
+        ready = false;
+        await drain(s, listeners, watchers, cluster, logger);
+      })()),
+  };
+}
 
-  const configPath = (flags.config as string | undefined) ?? BUILTIN_CONFIG_PATH;
-  const loaded = await loadConfigFile(configPath);
-  if (!loaded.ok) throw new StartupError(loaded.errors);
-  // One reference, swapped whole: an admission reads it once and never sees a half-loaded config.
-  let config = loaded.compiled;
+/** The flags serve acts on, read and checked once. */
+interface Settings {
+  port: number;
+  metricsPort: number;
+  host: string;
+  shutdownDelayMs: number;
+  /** --config, or the built-in example (not watched). */
+  configPath: string;
+  watchConfig: boolean;
+  certPath: string;
+  keyPath: string;
+  /** ca.crt beside the serving pair, as cert-manager and `certs` lay it out. */
+  caPath: string;
+  kubeVersion: KubeVersion | undefined;
+  auditIntervalMs: number | undefined;
+  caBundleName: string | undefined;
+}
 
+function readSettings(flags: ParsedFlags): Settings {
   const certPath = flags['tls-cert'] as string;
-  const keyPath = flags['tls-key'] as string;
-  if (flags['dev-certs'] && !(await exists(certPath)) && !(await exists(keyPath))) {
-    const dir = dirname(certPath);
-    if (dirname(keyPath) !== dir) throw new StartupError(['--dev-certs needs --tls-cert and --tls-key in one directory']);
+  return {
+    port: intFlag(flags, 'port', 0, 65535),
+    metricsPort: intFlag(flags, 'metrics-port', 0, 65535),
+    host: flags.host as string,
+    shutdownDelayMs: secondsFlag(flags, 'shutdown-delay'),
+    configPath: (flags.config as string | undefined) ?? BUILTIN_CONFIG_PATH,
+    watchConfig: flags.config !== undefined,
+    certPath,
+    keyPath: flags['tls-key'] as string,
+    caPath: join(dirname(certPath), 'ca.crt'),
+    kubeVersion: kubeVersionFlag(flags['kube-version'] as string | undefined),
+    auditIntervalMs: durationFlag('audit-interval', flags['audit-interval'] as string | undefined),
+    caBundleName: flags['patch-ca-bundle'] as string | undefined,
+  };
+}
+
+/** The config in force: one reference, swapped whole, so an admission never sees a half-loaded config. */
+interface ConfigHolder {
+  current: CompiledConfig;
+}
+
+async function loadConfig(s: Settings, metrics: Metrics): Promise<ConfigHolder> {
+  const loaded = await loadConfigFile(s.configPath);
+  if (!loaded.ok) throw new StartupError(loaded.errors);
+  metrics.configRevision(loaded.compiled.revision);
+  return { current: loaded.compiled };
+}
+
+async function loadTls(s: Settings, devCerts: boolean, logger: Logger): Promise<TlsPair> {
+  if (devCerts && !(await exists(s.certPath)) && !(await exists(s.keyPath))) {
+    const dir = dirname(s.certPath);
+    if (dirname(s.keyPath) !== dir) throw new StartupError(['--dev-certs needs --tls-cert and --tls-key in one directory']);
     await writeCertificates(dir, await generateCertificates({ service: 'sidecar-injector', namespace: 'default', dev: true, days: 365 }));
     logger.info({ dir }, 'created development certificates (CA in ca.crt)');
   }
-  const tls = await loadTlsPair(certPath, keyPath);
+  const tls = await loadTlsPair(s.certPath, s.keyPath);
   if (!tls.ok) throw new StartupError([tls.error]);
-  const kubeVersion = kubeVersionFlag(flags['kube-version'] as string | undefined);
-  const auditIntervalMs = durationFlag('audit-interval', flags['audit-interval'] as string | undefined);
+  return tls.pair;
+}
 
-  const metrics = createMetrics();
-  metrics.configRevision(config.revision);
-  let ready = true;
-  const isReady = () => ready;
-
+async function connect(
+  s: Settings,
+  flags: ParsedFlags,
+  options: ServeOptions,
+  logger: Logger,
+  metrics: Metrics,
+  config: ConfigHolder,
+): Promise<ClusterFeatures | undefined> {
   let client: KubeClient | undefined;
   try {
     client = await connectCluster({ kubeconfig: flags.kubeconfig as string | undefined, env: options.env, lean: options.leanClientNode });
   } catch (err) {
     throw new StartupError([(err as Error).message]);
   }
-  const caBundleName = flags['patch-ca-bundle'] as string | undefined;
-  if (!client && caBundleName) throw new StartupError(['--patch-ca-bundle needs cluster access (--kubeconfig, or running in a pod)']);
-  if (!client && auditIntervalMs) throw new StartupError(['--audit-interval needs cluster access (--kubeconfig, or running in a pod)']);
-  const cluster = client
-    ? startCluster(client, { flags, logger, metrics, kubeVersion, caPath: join(dirname(certPath), 'ca.crt'), auditIntervalMs, config: () => config })
-    : undefined;
-  if (!cluster) {
+  if (!client) {
+    if (s.caBundleName) throw new StartupError(['--patch-ca-bundle needs cluster access (--kubeconfig, or running in a pod)']);
+    if (s.auditIntervalMs) throw new StartupError(['--audit-interval needs cluster access (--kubeconfig, or running in a pod)']);
     logger.info('no cluster access (no --kubeconfig, not in a pod): namespace labels (rule 7), --patch-ca-bundle and events are off');
+    return undefined;
   }
-  // Without a cluster, support is what --kube-version says, or unknown: the safe side.
-  const noCluster: ServerFeatures = kubeVersion ? featuresOf(kubeVersion) : { nativeSidecars: false };
+  return startCluster(client, {
+    flags,
+    logger,
+    metrics,
+    kubeVersion: s.kubeVersion,
+    caPath: s.caPath,
+    auditIntervalMs: s.auditIntervalMs,
+    config: () => config.current,
+  });
+}
 
-  const app = createApp({
-    config: () => config,
+function buildApp(s: Settings, config: ConfigHolder, cluster: ClusterFeatures | undefined, logger: Logger, metrics: Metrics, ready: () => boolean) {
+  // Without a cluster, support is what --kube-version says, or unknown.
+  const noCluster: ServerFeatures = s.kubeVersion ? featuresOf(s.kubeVersion) : UNKNOWN_SERVER;
+  return createApp({
+    config: () => config.current,
     namespaceLabels: cluster ? (ns) => cluster.namespaces.labels(ns) : () => undefined,
     lookupNamespace: cluster ? (ns) => cluster.namespaces.lookup(ns) : undefined,
     server: cluster ? cluster.server : () => noCluster,
     recordEvent: cluster?.events ? (e) => cluster.events?.record(e) : undefined,
     logger,
     now: () => performance.now(),
-    ready: isReady,
+    ready,
     notReady: cluster?.notReady,
     onAdmission: metrics.admission,
   });
-  const https: HttpsListener = await listenHttps(app, { port, host, tls: tls.pair });
-  let metricsListener: Listener | undefined;
-  if (metricsPortFlag !== 0) metricsListener = await listenHttp(createMetricsApp(metrics.registry, isReady, cluster?.notReady), { port: metricsPortFlag, host });
+}
 
-  const watchers: FileWatcher[] = [];
-  if (flags.config !== undefined) {
-    watchers.push(
-      await watchFiles([configPath], async () => {
-        const next = await loadConfigFile(configPath);
-        if (!next.ok) {
-          metrics.configReload('failure');
-          logger.error({ errors: next.errors, revision: config.revision }, 'config reload rejected; keeping the last good config');
-          return;
-        }
-        const previous = config.revision;
-        config = next.compiled;
-        metrics.configReload('success');
-        metrics.configRevision(config.revision);
-        logger.info({ revision: config.revision, previous }, 'config reloaded');
-      }),
-    );
+const LISTEN_ERRORS: Record<string, string> = {
+  EADDRINUSE: 'address already in use',
+  EACCES: 'permission denied',
+  EADDRNOTAVAIL: 'no such address on this machine',
+};
+
+/** A port that cannot be had is one line naming the flag, not a stack. */
+async function listenFor<T extends Listener>(flag: string, port: number, host: string, open: () => Promise<T>): Promise<T> {
+  try {
+    return await open();
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException;
+    throw new StartupError([`--${flag} ${port}: cannot listen on ${host}:${port}: ${LISTEN_ERRORS[e.code ?? ''] ?? e.message}`]);
   }
-  watchers.push(
-    await watchFiles([certPath, keyPath], async () => {
-      const pair = await loadTlsPair(certPath, keyPath);
-      if (!pair.ok) {
-        metrics.tlsReload('failure');
-        logger.error({ error: pair.error }, 'certificate reload rejected; keeping the current pair');
-        return;
-      }
-      https.setTls(pair.pair);
-      metrics.tlsReload('success');
-      logger.info({ cert: certPath }, 'certificate reloaded');
-    }),
-  );
+}
+
+interface Listeners {
+  https: HttpsListener;
+  metrics: Listener | undefined;
+}
+
+async function listen(s: Settings, tls: TlsPair, app: RequestListener, metricsApp: () => RequestListener): Promise<Listeners> {
+  const https = await listenFor('port', s.port, s.host, () => listenHttps(app, { port: s.port, host: s.host, tls }));
+  if (s.metricsPort === 0) return { https, metrics: undefined };
+  try {
+    return { https, metrics: await listenFor('metrics-port', s.metricsPort, s.host, () => listenHttp(metricsApp(), { port: s.metricsPort, host: s.host })) };
+  } catch (err) {
+    await https.drain(0);
+    throw err;
+  }
+}
+
+/** Config and TLS reloads (SPEC 7), and --patch-ca-bundle's trigger. */
+async function watchConfigAndTls(
+  s: Settings,
+  config: ConfigHolder,
+  https: HttpsListener,
+  cluster: ClusterFeatures | undefined,
+  logger: Logger,
+  metrics: Metrics,
+): Promise<FileWatcher[]> {
+  const watchers: FileWatcher[] = [];
+  if (s.watchConfig) watchers.push(await watchFiles([s.configPath], () => reloadConfig(s, config, logger, metrics)));
+  watchers.push(await watchFiles([s.certPath, s.keyPath], () => reloadTls(s, https, logger, metrics)));
   // --patch-ca-bundle: written at start (startCluster) and whenever ca.crt changes, with the pair or on its own
   // (cert-manager rolls the CA before the leaf); a reload that leaves ca.crt as it was has nothing to write.
-  if (cluster?.caBundle) watchers.push(await watchFiles([join(dirname(certPath), 'ca.crt')], async () => cluster.caBundle?.sync()));
+  if (cluster?.caBundle) watchers.push(await watchFiles([s.caPath], async () => cluster.caBundle?.sync()));
+  return watchers;
+}
 
-  logger.info(
-    { port: https.port, metricsPort: metricsListener?.port ?? null, host, config: configPath, revision: config.revision },
-    'serving /mutate over HTTPS',
-  );
+async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, metrics: Metrics): Promise<void> {
+  const next = await loadConfigFile(s.configPath);
+  if (!next.ok) {
+    metrics.configReload('failure');
+    logger.error({ errors: next.errors, revision: config.current.revision }, 'config reload rejected; keeping the last good config');
+    return;
+  }
+  const previous = config.current.revision;
+  config.current = next.compiled;
+  metrics.configReload('success');
+  metrics.configRevision(config.current.revision);
+  logger.info({ revision: config.current.revision, previous }, 'config reloaded');
+}
 
-  let shuttingDown: Promise<void> | undefined;
-  return {
-    port: https.port,
-    metricsPort: metricsListener?.port,
-    shutdown: () =>
-      (shuttingDown ??= (async () => {
-        ready = false;
-        logger.info({ delaySeconds: shutdownDelayMs / 1000 }, 'shutting down: readiness off, still accepting during the delay');
-        await sleep(shutdownDelayMs);
-        for (const w of watchers) w.close();
-        cluster?.stop();
-        logger.info('no longer accepting; draining in-flight requests');
-        const deadline = SHUTDOWN_BOUND_MS - shutdownDelayMs - 1000;
-        await Promise.all([https.drain(deadline), metricsListener?.drain(deadline), cluster?.events?.close()]);
-        logger.info('shut down');
-      })()),
-  };
+async function reloadTls(s: Settings, https: HttpsListener, logger: Logger, metrics: Metrics): Promise<void> {
+  const pair = await loadTlsPair(s.certPath, s.keyPath);
+  if (!pair.ok) {
+    metrics.tlsReload('failure');
+    logger.error({ error: pair.error }, 'certificate reload rejected; keeping the current pair');
+    return;
+  }
+  https.setTls(pair.pair);
+  metrics.tlsReload('success');
+  logger.info({ cert: s.certPath }, 'certificate reloaded');
+}
+
+/** Readiness is already off: keep accepting for the delay, then stop, drain and close. */
+async function drain(s: Settings, listeners: Listeners, watchers: FileWatcher[], cluster: ClusterFeatures | undefined, logger: Logger): Promise<void> {
+  logger.info({ delaySeconds: s.shutdownDelayMs / 1000 }, 'shutting down: readiness off, still accepting during the delay');
+  await sleep(s.shutdownDelayMs);
+  for (const w of watchers) w.close();
+  cluster?.stop();
+  logger.info('no longer accepting; draining in-flight requests');
+  const deadline = SHUTDOWN_BOUND_MS - s.shutdownDelayMs - 1000;
+  await Promise.all([listeners.https.drain(deadline), listeners.metrics?.drain(deadline), cluster?.events?.close()]);
+  logger.info('shut down');
 }

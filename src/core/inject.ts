@@ -5,7 +5,7 @@
  * thousands of env vars costs no more than a small one.
  */
 import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import type { CompiledConfig } from './config.js';
+import type { CompiledConfig, NativeSidecar } from './config.js';
 import { withContainerDefaults, withVolumeDefaults } from './defaults.js';
 import { applyOverrides, readOverrides } from './overrides.js';
 import { warning } from './warning.js';
@@ -25,10 +25,21 @@ export interface Injection {
   warnings: string[];
 }
 
-/** What the API server the pod goes to can do. */
+/** What the API server the pod goes to can do; undefined: not known (no cluster, or it has not answered). */
 export interface ServerFeatures {
   /** Init containers with `restartPolicy: Always` (Kubernetes 1.29+); older servers drop the field. */
-  nativeSidecars: boolean;
+  nativeSidecars: boolean | undefined;
+}
+
+export const UNKNOWN_SERVER: ServerFeatures = { nativeSidecars: undefined };
+
+/**
+ * SPEC 4: `true` is the config's word and falls back only on a server known to
+ * lack support (it would drop restartPolicy and leave an init container that
+ * never ends); `auto` is native only where support is known.
+ */
+function injectsNative(setting: NativeSidecar, server: ServerFeatures): boolean {
+  return setting === true ? server.nativeSidecars !== false : setting === 'auto' && server.nativeSidecars === true;
 }
 
 export function inject(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig, server: ServerFeatures): Injection {
@@ -50,9 +61,8 @@ export function inject(pod: V1Pod, profileNames: readonly string[], compiled: Co
       injectedNames.add(c.name);
       return withContainerDefaults(applyOverrides(c, overrides.get(c.name), profile, warnings));
     };
-    // A server without native sidecars would drop restartPolicy and leave an init container that never ends.
-    const native = profile.nativeSidecar !== false && server.nativeSidecars;
-    if (profile.nativeSidecar === true && !server.nativeSidecars && profile.containers.length > 0) {
+    const native = injectsNative(profile.nativeSidecar, server);
+    if (profile.nativeSidecar === true && !native && profile.containers.length > 0) {
       warnings.push(warning(`profile ${name}: API server lacks native sidecars; injected as regular containers`));
     }
     initContainers.push(...profile.initContainers.map(withOverrides));

@@ -8,7 +8,7 @@
  * a 1.28 minor still means no.)
  */
 import { atLeast, featuresOf, NATIVE_SIDECARS_SINCE, plainGitVersion, versionFields } from '../core/kube-version.js';
-import type { ServerFeatures } from '../core/inject.js';
+import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import type { KubeClient } from './client.js';
 
 export interface FeatureDetection {
@@ -50,7 +50,7 @@ async function containerHasRestartPolicy(client: KubeClient): Promise<boolean | 
 
 /** Never throws: when nothing can be learnt, native sidecars count as unsupported (the safe side). */
 export async function detectServerFeatures(client: KubeClient): Promise<FeatureDetection> {
-  const unknown = (how: string): FeatureDetection => ({ features: { nativeSidecars: false }, version: 'unknown', how });
+  const unknown = (how: string): FeatureDetection => ({ features: UNKNOWN_SERVER, version: 'unknown', how });
   let info: { gitVersion?: unknown; major?: unknown; minor?: unknown };
   try {
     info = (await client.request('GET', '/version', { timeoutMs: TIMEOUT_MS })).body as typeof info;

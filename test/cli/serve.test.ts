@@ -1,9 +1,10 @@
-import { describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
 import { httpsRequest } from '../helpers/server.js';
+import { createServer, type Server } from 'node:net';
 import { runCli, startCli } from '../helpers/process.js';
 
 describe('sidecar-injector serve (the process npm start runs)', () => {
@@ -53,5 +54,50 @@ describe('sidecar-injector serve (the process npm start runs)', () => {
     const out = await runCli(['serve', '--prot', '1']);
     expect(out.code).toBe(2);
     expect(out.stderr).toContain("Unknown option '--prot'");
+  });
+
+  const quickArgs = (dir: string) => [
+    'serve', '--dev-certs', '--tls-cert', join(dir, 'tls.crt'), '--tls-key', join(dir, 'tls.key'),
+    '--port', '0', '--metrics-port', '0', '--shutdown-delay', '0', '--host', '127.0.0.1',
+  ];
+
+  // Round 2's race: the handlers went in after "serving", so a SIGTERM right then killed the process.
+  it('a SIGTERM the moment it serves shuts down cleanly (exit 0), never the default kill', async () => {
+    const server = startCli(quickArgs(mkdtempSync(join(tmpdir(), 'serve-sig-'))));
+    await server.waitForLog((l) => l.msg === 'serving /mutate over HTTPS');
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    expect(server.lines.map((l) => l.msg)).toEqual(expect.arrayContaining(['signal received', 'shut down']));
+  });
+
+  it('a SIGTERM while starting waits for the start, then shuts down cleanly', async () => {
+    const server = startCli(quickArgs(mkdtempSync(join(tmpdir(), 'serve-sig-'))));
+    // Logged before the listeners open; the handlers are already in.
+    await server.waitForLog((l) => l.msg === 'created development certificates (CA in ca.crt)');
+    server.child.kill('SIGTERM');
+    expect(await server.exited).toBe(0);
+    const msgs = server.lines.map((l) => l.msg);
+    expect(msgs).toContain('serving /mutate over HTTPS');
+    expect(msgs.indexOf('shut down')).toBeGreaterThan(msgs.indexOf('signal received'));
+  });
+
+  describe('a busy port is one line naming the flag and the address, exit 1', () => {
+    let busy: Server;
+    let port: number;
+    beforeAll(async () => {
+      busy = createServer();
+      await new Promise<void>((r) => busy.listen(0, '127.0.0.1', r));
+      port = (busy.address() as { port: number }).port;
+    });
+    afterAll(() => new Promise<void>((r) => busy.close(() => r())));
+
+    it.each(['port', 'metrics-port'])('--%s', async (flag) => {
+      const dir = mkdtempSync(join(tmpdir(), 'serve-busy-'));
+      const args = quickArgs(dir);
+      args[args.indexOf(`--${flag}`) + 1] = String(port);
+      const out = await runCli(args);
+      expect(out.code).toBe(1);
+      expect(out.stderr).toBe(`sidecar-injector: cannot start: --${flag} ${port}: cannot listen on 127.0.0.1:${port}: address already in use\n`);
+    });
   });
 });

@@ -33,6 +33,6 @@ describe('readiness with a cluster', () => {
     expect(cluster.namespaces.synced).toBe(false);
     expect((await cluster.namespaces.lookup('shop')).labels?.['sidecar-injector.io/injection']).toBe('enabled');
     // The probe ran meanwhile: a plain v1.31.2 has native sidecars.
-    await until('the probe', () => cluster!.server().nativeSidecars);
+    await until('the probe', () => cluster!.server().nativeSidecars === true);
   });
 });

@@ -59,6 +59,6 @@ describe('native sidecar support, asked of the API server', () => {
     fake = started.fake;
     started.fake.failures.push({ pattern: /^GET \/version$/, code: 503 });
     const failed = await detectServerFeatures(started.client);
-    expect(failed).toMatchObject({ version: 'unknown', features: { nativeSidecars: false } });
+    expect(failed).toMatchObject({ version: 'unknown', features: { nativeSidecars: undefined } });
   });
 });

@@ -285,6 +285,7 @@ describe('graceful shutdown', () => {
 
   it('a second signal exits at once', async () => {
     const s = await startServer(['--shutdown-delay', '20']);
+    // The handlers are in before "serving" is logged, so this SIGTERM is always handled (never the default kill).
     s.proc.child.kill('SIGTERM');
     await s.proc.waitForLog((l) => l.msg === 'signal received');
     s.proc.child.kill('SIGINT');
