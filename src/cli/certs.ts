@@ -1,7 +1,8 @@
 /** `certs`: a CA and a serving certificate for the webhook's Service; prints the caBundle. */
+import { access } from 'node:fs/promises';
 import { join } from 'node:path';
 import { connectCluster, KubeError, type KubeClient } from '../kube/client.js';
-import { caBundle, generateCertificates, subjectAltNames, writeCertificates, type CertificateRequest } from '../tls/generate.js';
+import { CERT_FILES, caBundle, generateCertificates, subjectAltNames, writeCertificates, type CertificateRequest } from '../tls/generate.js';
 import { intFlag, parseFlags, UsageError, type FlagSpecs } from './args.js';
 import type { CommandIO } from './io.js';
 
@@ -11,6 +12,7 @@ export const CERTS_FLAGS: FlagSpecs = {
   out: { type: 'string', help: 'directory for ca.crt, ca.key, tls.crt, tls.key (required unless --secret)' },
   secret: { type: 'string', help: 'create this Secret (ca.crt, tls.crt, tls.key) in --namespace if it is missing; leave it if it exists' },
   kubeconfig: { type: 'string', env: true, help: 'with --secret: kubeconfig file (default: in-cluster in a pod, else $KUBECONFIG or ~/.kube/config)' },
+  force: { type: 'boolean', default: false, help: 'with --out: replace files that exist (anyone trusting the old CA must be given the new one)' },
   dev: { type: 'boolean', default: false, help: 'also valid for localhost and 127.0.0.1' },
   days: { type: 'string', default: '365', help: 'validity in days' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
@@ -22,6 +24,8 @@ Writes a CA (ca.crt, ca.key) and a serving certificate signed by it (tls.crt,
 tls.key; ECDSA P-256, serverAuth) for NAME, NAME.NS, NAME.NS.svc and
 NAME.NS.svc.cluster.local. Keys are written readable by the owner only.
 Prints the base64 CA bundle for the MutatingWebhookConfiguration's caBundle.
+Refuses to replace files that exist in DIR (a new CA breaks whoever trusts the
+old one) unless --force.
 
 With --secret, nothing is written to disk: the Secret (type kubernetes.io/tls,
 with ca.crt) is created in NS through the API only if it does not exist yet,
@@ -35,6 +39,11 @@ Example:
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const SECRET_KEYS = ['ca.crt', 'tls.crt', 'tls.key'];
+
+async function existingFiles(dir: string, names: readonly string[]): Promise<string[]> {
+  const found = await Promise.all(names.map((n) => access(join(dir, n)).then(() => join(dir, n), () => undefined)));
+  return found.filter((f): f is string => f !== undefined);
+}
 
 /** `--secret`: create the Secret only when it is missing; an existing one (another replica's, last install's) wins. */
 async function ensureSecret(name: string, req: CertificateRequest, kubeconfig: string | undefined, io: CommandIO, lean: boolean): Promise<number> {
@@ -105,8 +114,13 @@ export async function runCerts(argv: string[], io: CommandIO, opts: { lean?: boo
     days: intFlag(flags, 'days', 1, 36500),
   };
   if (secret !== undefined) return ensureSecret(secret, req, flags.kubeconfig as string | undefined, io, opts.lean ?? false);
-  const set = await generateCertificates(req);
   const out = flags.out as string;
+  const existing = flags.force === true ? [] : await existingFiles(out, CERT_FILES);
+  if (existing.length > 0) {
+    io.err(`sidecar-injector certs: ${existing.join(', ')} already exist; replacing them breaks whoever trusts the old CA (--force to do it anyway)\n`);
+    return 1;
+  }
+  const set = await generateCertificates(req);
   try {
     await writeCertificates(out, set);
   } catch (err) {
@@ -114,7 +128,7 @@ export async function runCerts(argv: string[], io: CommandIO, opts: { lean?: boo
     return 1;
   }
   const sans = subjectAltNames(req);
-  io.err(`wrote ${['ca.crt', 'ca.key', 'tls.crt', 'tls.key'].map((f) => join(out, f)).join(', ')}\n`);
+  io.err(`wrote ${CERT_FILES.map((f) => join(out, f)).join(', ')}\n`);
   io.err(`SANs: ${[...sans.dns, ...sans.ips].join(', ')}; valid ${req.days} days\n`);
   io.out(`${caBundle(set)}\n`);
   return 0;

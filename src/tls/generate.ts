@@ -98,6 +98,9 @@ export async function generateCertificates(req: CertificateRequest): Promise<Cer
 }
 
 /** Writes ca.crt, ca.key, tls.crt, tls.key; keys are readable by the owner only. */
+/** What `certs --out` and --dev-certs write, in this order. */
+export const CERT_FILES = ['ca.crt', 'ca.key', 'tls.crt', 'tls.key'] as const;
+
 export async function writeCertificates(dir: string, set: CertificateSet): Promise<void> {
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'ca.crt'), set.caCert, { mode: 0o644 });

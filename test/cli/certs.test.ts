@@ -38,6 +38,22 @@ describe('certs', () => {
     expect(openssl('x509', '-in', join(out, 'tls.crt'), '-noout', '-pubkey')).toBe(pubFromKey);
   });
 
+  it('refuses to replace existing files (naming them, exit 1) unless --force', async () => {
+    const out = mkdtempSync(join(tmpdir(), 'certs-again-'));
+    const args = ['certs', '--service', 'hook', '--namespace', 'ns', '--out', out];
+    expect((await runCli(args)).code).toBe(0);
+    const ca = readFileSync(join(out, 'ca.key'), 'utf8');
+    const again = await runCli(args);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toContain(['ca.crt', 'ca.key', 'tls.crt', 'tls.key'].map((f) => join(out, f)).join(', '));
+    expect(again.stderr).toContain('--force');
+    expect(readFileSync(join(out, 'ca.key'), 'utf8')).toBe(ca);
+
+    const forced = await runCli([...args, '--force']);
+    expect(forced.code).toBe(0);
+    expect(readFileSync(join(out, 'ca.key'), 'utf8')).not.toBe(ca);
+  });
+
   it('--dev adds localhost and 127.0.0.1, and serve presents the pair in a verified TLS handshake', async () => {
     const out = mkdtempSync(join(tmpdir(), 'certs-dev-'));
     const res = await runCli(['certs', '--service', 'hook', '--namespace', 'ns', '--out', out, '--dev']);
