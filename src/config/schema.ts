@@ -1,9 +1,11 @@
 /**
  * The config file's schema. Validation returns every problem with its path
  * (`profiles.log-shipper.containers[0].image: required`), never throws.
- * Container and volume objects are checked against the core/v1 field names
- * (core-v1-fields.ts), so a typo fails here rather than making the API server
- * reject every injected pod; they are then injected exactly as written.
+ * Containers, volumes and mounts are checked field by field, nested objects
+ * included, against the core/v1 table generated from the Kubernetes OpenAPI
+ * models (core-v1-schema.ts): a typo fails here, naming the nearest field,
+ * rather than being dropped by the API server (`readonly: true` would mount
+ * read-write). They are then injected exactly as written.
  *
  * Written by hand rather than with a schema library: the one we used (zod)
  * added 7.5 MB to the resident size of every replica for a job done once per
@@ -13,7 +15,7 @@ import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-no
 import type { InjectorConfig, NativeSidecar, Profile } from '../core/config.js';
 import type { LabelSelector } from '../core/selector.js';
 import { parseQuantity } from '../core/quantity.js';
-import { CONTAINER_FIELDS, VOLUME_FIELDS } from './core-v1-fields.js';
+import { CORE_V1_TYPES } from './core-v1-schema.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const DNS_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
@@ -35,8 +37,10 @@ const typeName = (v: unknown) => (Array.isArray(v) ? 'a list' : v === null ? 'nu
 class Reader {
   readonly problems: Problem[] = [];
 
+  /** One problem per path: the typed check and a field's own rule may both see a wrong shape. */
   fail(path: Path, message: string): undefined {
-    this.problems.push({ path, message });
+    const key = formatPath(path);
+    if (!this.problems.some((p) => formatPath(p.path) === key)) this.problems.push({ path, message });
     return undefined;
   }
 
@@ -44,7 +48,7 @@ class Reader {
   object(v: unknown, path: Path, allowed: readonly string[] | undefined, required = false): Obj | undefined {
     if (v === undefined) return required ? this.fail(path, 'required') : undefined;
     if (!isObj(v)) return this.fail(path, `must be a mapping, not ${typeName(v)}`);
-    if (allowed) for (const key of Object.keys(v)) if (!allowed.includes(key)) this.fail([...path, key], 'unknown field');
+    if (allowed) for (const key of Object.keys(v)) if (!allowed.includes(key)) this.fail([...path, key], unknownField(key, allowed));
     return v;
   }
 
@@ -101,19 +105,91 @@ class Reader {
   }
 }
 
+function unknownField(key: string, fields: readonly string[]): string {
+  const near = nearestField(key, fields);
+  return near ? `unknown field (did you mean ${near}?)` : 'unknown field';
+}
+
+/** The nearest known field to a typo: the same letters in another case, else the closest within two edits. */
+export function nearestField(key: string, fields: readonly string[]): string | undefined {
+  const lower = key.toLowerCase();
+  let best: string | undefined;
+  let bestDistance = Math.min(2, Math.floor(key.length / 3)) + 1;
+  for (const f of fields) {
+    const d = editDistance(lower, f.toLowerCase());
+    if (d < bestDistance) [best, bestDistance] = [f, d];
+  }
+  return best;
+}
+
+/** Edits between two words, a swap of neighbours counting as one (optimal string alignment). */
+function editDistance(a: string, b: string): number {
+  const w = b.length + 1;
+  const d = new Uint32Array((a.length + 1) * w);
+  for (let i = 0; i <= a.length; i++) d[i * w] = i;
+  for (let j = 0; j <= b.length; j++) d[j] = j;
+  for (let i = 1; i <= a.length; i++) {
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      let best = Math.min((d[(i - 1) * w + j] ?? 0) + 1, (d[i * w + j - 1] ?? 0) + 1, (d[(i - 1) * w + j - 1] ?? 0) + cost);
+      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) best = Math.min(best, (d[(i - 2) * w + j - 2] ?? 0) + 1);
+      d[i * w + j] = best;
+    }
+  }
+  return d[a.length * w + b.length] ?? 0;
+}
+
+const SCALARS: Record<string, (v: unknown) => boolean> = {
+  string: (v) => typeof v === 'string',
+  boolean: (v) => typeof v === 'boolean',
+  number: (v) => typeof v === 'number',
+  IntOrString: (v) => typeof v === 'string' || typeof v === 'number',
+  // Quantities and labels: values are judged where they are used (quantities()).
+  map: isObj,
+  any: () => true,
+};
+
+/** Every field of a core/v1 object, nested ones included: known, and of the right shape. */
+function checkCoreV1(r: Reader, v: Obj, type: string, at: Path): void {
+  const fields = CORE_V1_TYPES[type] ?? {};
+  for (const [key, value] of Object.entries(v)) {
+    const shape = fields[key];
+    if (shape === undefined) {
+      r.fail([...at, key], unknownField(key, Object.keys(fields)));
+    } else if (value !== null) checkShape(r, value, shape, [...at, key]);
+  }
+}
+
+function checkShape(r: Reader, value: unknown, shape: string, at: Path): void {
+  if (shape.startsWith('[]')) {
+    if (!Array.isArray(value)) r.fail(at, `must be a list, not ${typeName(value)}`);
+    else value.forEach((x, i) => checkShape(r, x, shape.slice(2), [...at, i]));
+    return;
+  }
+  const scalar = SCALARS[shape];
+  if (scalar) {
+    if (!scalar(value)) r.fail(at, shape === 'map' ? `must be a mapping, not ${typeName(value)}` : `must be ${shape === 'IntOrString' ? 'a number or a string' : `a ${shape}`}, not ${typeName(value)}`);
+    return;
+  }
+  if (!isObj(value)) r.fail(at, `must be a mapping, not ${typeName(value)}`);
+  else checkCoreV1(r, value, shape, at);
+}
+
 const dnsLabel = { pattern: DNS_LABEL, message: 'must be a DNS label (lower case letters, digits and -)', max: 63 };
 
 function readVolumeMount(r: Reader, v: unknown, at: Path): V1VolumeMount | undefined {
   const m = r.object(v, at, undefined, true);
   if (!m) return undefined;
+  checkCoreV1(r, m, 'V1VolumeMount', at);
   r.string(m.name, [...at, 'name'], undefined, true);
   r.nonEmpty(m.mountPath, [...at, 'mountPath'], true);
   return m as unknown as V1VolumeMount;
 }
 
 function readContainer(r: Reader, v: unknown, at: Path): V1Container | undefined {
-  const c = r.object(v, at, CONTAINER_FIELDS, true);
+  const c = r.object(v, at, undefined, true);
   if (!c) return undefined;
+  checkCoreV1(r, c, 'V1Container', at);
   r.string(c.name, [...at, 'name'], dnsLabel, true);
   r.nonEmpty(c.image, [...at, 'image'], true);
   r.list(c.ports, [...at, 'ports'], (x, p) => {
@@ -136,8 +212,9 @@ function readContainer(r: Reader, v: unknown, at: Path): V1Container | undefined
 }
 
 function readVolume(r: Reader, v: unknown, at: Path): V1Volume | undefined {
-  const vol = r.object(v, at, VOLUME_FIELDS, true);
+  const vol = r.object(v, at, undefined, true);
   if (!vol) return undefined;
+  checkCoreV1(r, vol, 'V1Volume', at);
   r.string(vol.name, [...at, 'name'], dnsLabel, true);
   return vol as unknown as V1Volume;
 }

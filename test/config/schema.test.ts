@@ -49,7 +49,7 @@ profiles:
       expect.arrayContaining([
         'cfg.yaml: policy: must be one of: opt-in, opt-out',
         'cfg.yaml: profiles.log-shipper.containers[0].image: required',
-        'cfg.yaml: profiles.log-shipper.containers[0].imagePullPolcy: unknown field',
+        'cfg.yaml: profiles.log-shipper.containers[0].imagePullPolcy: unknown field (did you mean imagePullPolicy?)',
         'cfg.yaml: profiles.log-shipper.containers[0].resources.requests.cpu: must be a Kubernetes quantity such as 100m, 64Mi or 1',
         'cfg.yaml: profiles.log-shipper.containers[1].ports[0].containerPort: must be a port number (1-65535)',
       ]),
@@ -121,7 +121,8 @@ profiles:
   });
 
   it('refuses unknown top-level settings and a non-mapping root', () => {
-    expect(errorsOf('polcy: opt-in')).toEqual(['cfg.yaml: polcy: unknown field']);
+    expect(errorsOf('polcy: opt-in')).toEqual(['cfg.yaml: polcy: unknown field (did you mean policy?)']);
+    expect(errorsOf('zzz: 1')).toEqual(['cfg.yaml: zzz: unknown field']);
     expect(errorsOf('- a')).toEqual(['cfg.yaml: (root): must be a mapping of settings']);
   });
 
@@ -131,5 +132,58 @@ profiles:
     const a = parseConfigText('policy: opt-in # comment\n', 'a');
     const b = parseConfigText('policy:   "opt-in"\n', 'b');
     expect(a.ok && b.ok && a.compiled.revision === b.compiled.revision).toBe(true);
+  });
+
+  it('checks every nested core/v1 field, naming the path and the nearest valid field', () => {
+    const errors = errorsOf(`
+profiles:
+  log-shipper:
+    containers:
+      - name: agent
+        image: a:1
+        volumeMounts: [{ name: logs, mountPath: /logs, readonly: true }]
+        resources: { request: { cpu: 10m } }
+        securityContext: { allowPrivilegeEscalaton: false, capabilities: { drop: ALL } }
+        readinessProbe: { httpGet: { port: 80, pth: /ready }, periodSeconds: "10" }
+        env: [{ name: A, valueFrom: { fieldRef: { feildPath: spec.nodeName } } }, { name: B, value: 1 }]
+        lifecycle: { preStop: { exec: { command: [sleep, 5] }, sleep: { seconds: 5, extra: 1 } } }
+    initContainers:
+      - name: setup
+        image: a:1
+        envFrom: [{ configMapRef: { nmae: x } }]
+    volumes:
+      - name: logs
+        emptyDir: { medium: Memory, sizelimit: 64Mi }
+    appVolumeMounts: [{ name: logs, mountPath: /logs, subpath: x }]
+`);
+    const at = 'cfg.yaml: profiles.log-shipper.';
+    expect(errors).toEqual([
+      `${at}containers[0].volumeMounts[0].readonly: unknown field (did you mean readOnly?)`,
+      `${at}containers[0].resources.request: unknown field (did you mean requests?)`,
+      `${at}containers[0].securityContext.allowPrivilegeEscalaton: unknown field (did you mean allowPrivilegeEscalation?)`,
+      `${at}containers[0].securityContext.capabilities.drop: must be a list, not a string`,
+      `${at}containers[0].readinessProbe.httpGet.pth: unknown field (did you mean path?)`,
+      `${at}containers[0].readinessProbe.periodSeconds: must be a number, not a string`,
+      `${at}containers[0].env[0].valueFrom.fieldRef.feildPath: unknown field (did you mean fieldPath?)`,
+      `${at}containers[0].env[1].value: must be a string, not a number`,
+      `${at}containers[0].lifecycle.preStop.exec.command[1]: must be a string, not a number`,
+      `${at}containers[0].lifecycle.preStop.sleep.extra: unknown field`,
+      `${at}initContainers[0].envFrom[0].configMapRef.nmae: unknown field (did you mean name?)`,
+      `${at}volumes[0].emptyDir.sizelimit: unknown field (did you mean sizeLimit?)`,
+      `${at}appVolumeMounts[0].subpath: unknown field (did you mean subPath?)`,
+    ]);
+  });
+
+  it('leaves quantities given as numbers and null fields alone', () => {
+    const r = parseConfigText(`
+profiles:
+  p:
+    containers:
+      - name: a
+        image: a:1
+        resources: { limits: { cpu: 1, memory: 64Mi } }
+        workingDir: null
+`, 'cfg.yaml');
+    expect(r.ok ? [] : r.errors).toEqual([]);
   });
 });
