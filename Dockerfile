@@ -11,17 +11,20 @@ ARG NODE_IMAGE=node:20.20.2-bookworm-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
-RUN npm ci --ignore-scripts --no-audit --no-fund
+RUN npm ci --ignore-scripts --no-audit --no-fund && npm ls --all >/dev/null
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts ./scripts
 COPY src ./src
 RUN npm run build
 
 # Production dependencies only, no lifecycle scripts (nothing to build at run time).
+# `npm ls` checks the installed tree against the lock file: npm 10 has exited 0
+# after a network error ("Exit handler never called!") with the tree half there.
+# No cache clean: only node_modules leaves this stage.
 FROM ${NODE_IMAGE} AS deps
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm ls --omit=dev --all >/dev/null
 
 # Run: dist/ and production node_modules, owned by root and read-only to the
 # numeric non-root user; nothing is written at run time (certificates come

@@ -1,7 +1,8 @@
 /**
  * Manifest streams for `inject`: YAML (multi-document) or JSON in, the same
- * documents out in order. Untouched documents are printed from their parsed
- * YAML document, so their key order, values and most comments survive.
+ * documents out in order. Untouched YAML documents are printed as their
+ * source text, byte for byte (comments, quoting, flow style, `010` that YAML
+ * 1.1 reads as octal); injected ones are printed anew.
  */
 import { Document, parseAllDocuments } from 'yaml';
 
@@ -9,8 +10,8 @@ export interface ManifestDoc {
   /** 1-based position in the stream, for messages. */
   index: number;
   value: unknown;
-  /** The parsed YAML document, to print untouched documents as written. */
-  source?: Document;
+  /** The document's own text in a YAML stream, to print it as written when untouched. */
+  source?: string;
 }
 
 export type ParseResult = { ok: true; docs: ManifestDoc[] } | { ok: false; error: string };
@@ -26,8 +27,12 @@ export function parseManifests(text: string): ParseResult {
   }
   const docs: ManifestDoc[] = [];
   let index = 0;
+  let from = 0;
   for (const doc of parseAllDocuments(text, { prettyErrors: true })) {
     index += 1;
+    // From the end of the one before: comments above a document belong to it.
+    const source = text.slice(from, doc.range[2]);
+    from = doc.range[2];
     const error = doc.errors[0];
     if (error) {
       const pos = error.linePos?.[0];
@@ -36,7 +41,7 @@ export function parseManifests(text: string): ParseResult {
     }
     const value: unknown = doc.toJS({ maxAliasCount: 100 });
     if (value === null || value === undefined) continue; // an empty document between separators
-    docs.push({ index, value, source: doc as Document });
+    docs.push({ index, value, source: source.replace(/^---[ \t]*\n/, '') });
   }
   return { ok: true, docs };
 }
@@ -45,8 +50,8 @@ export type OutputFormat = 'yaml' | 'json';
 
 export interface OutputDoc {
   value: unknown;
-  /** Set when the document is unchanged and came from YAML. */
-  source?: Document;
+  /** Set when the document is unchanged and came from YAML: its text. */
+  source?: string;
 }
 
 export function formatManifests(docs: OutputDoc[], format: OutputFormat): string {
@@ -57,9 +62,9 @@ export function formatManifests(docs: OutputDoc[], format: OutputFormat): string
   }
   return docs
     .map((d) => {
-      const text = d.source ? d.source.toString({ lineWidth: 0 }) : new Document(d.value, { aliasDuplicateObjects: false }).toString({ lineWidth: 0 });
+      if (d.source !== undefined) return d.source.endsWith('\n') ? d.source : `${d.source}\n`;
       // A document's own "---" marker is printed by the join.
-      return text.replace(/^---\n/, '');
+      return new Document(d.value, { aliasDuplicateObjects: false }).toString({ lineWidth: 0 }).replace(/^---\n/, '');
     })
     .join('---\n');
 }

@@ -76,83 +76,120 @@ export function createApp(deps: AppDeps): express.Express {
   });
   addHealthRoutes(app, deps.ready, deps.notReady);
 
-  app.post('/mutate', (req: Request, res: Response) => {
-    const start = deps.now();
-    let summary: MutateSummary | undefined;
-    res.on('finish', () => deps.onAdmission?.(summary?.decision ?? 'error', (deps.now() - start) / 1000));
+  app.post('/mutate', (req: Request, res: Response) => handleMutate(deps, req, res));
+  app.all('/mutate', (_req: Request, res: Response) => {
+    res.setHeader('Allow', 'POST');
+    sendError(res, 'METHOD_NOT_ALLOWED');
+  });
+  app.use((_req: Request, res: Response) => sendError(res, 'NOT_FOUND'));
 
-    /** Decides, answers and logs one parsed review. */
-    const answer = (review: AdmissionReviewIn, config: CompiledConfig, labels: NamespaceLabels, namespaceProblem: string | undefined): void => {
-      const { request, apiVersion } = review;
-      let decided: MutateSummary;
-      let out: AdmissionReviewOut;
-      try {
-        const result = mutate(review, { config, namespaceLabels: labels, server: deps.server(), namespaceProblem, events: deps.recordEvent !== undefined });
-        if (!result.ok) {
-          deps.logger.warn({ uid: request.uid, problem: result.error }, 'rejected request: invalid object');
-          sendError(res, 'INVALID_REVIEW', result.error);
-          return;
-        }
-        decided = result.summary;
-        out = result.review;
-        if (result.event) deps.recordEvent?.(result.event);
-      } catch (err) {
-        // A bug, not bad input: fail closed like the API server would on a webhook error, and say so.
-        decided = { decision: 'error', namespace: request.namespace ?? '', pod: '', profiles: [], reason: String(err) };
-        deps.logger.error({ uid: request.uid, err }, 'admission failed');
-        out = complete(apiVersion, request.uid, denied(500, `sidecar-injector internal error: ${(err as Error).message}`));
-      }
-      summary = decided;
-      sendJson(res, 200, out);
-      const ms = deps.now() - start;
-      deps.logger.info(
-        {
-          uid: request.uid,
-          namespace: decided.namespace,
-          pod: decided.pod,
-          decision: decided.decision,
-          profiles: decided.profiles,
-          reason: decided.reason,
-          ...(namespaceProblem ? { namespaceProblem } : {}),
-          durationMs: Math.round(ms * 1000) / 1000,
-        },
-        'admission',
-      );
-    };
+  return app;
+}
 
-    if (!req.is('application/json')) {
-      deps.logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
-      sendError(res, 'UNSUPPORTED_MEDIA_TYPE', `got ${JSON.stringify(req.headers['content-type'] ?? null)}`);
-      return;
-    }
-    void readJsonBody(req, MAX_BODY_BYTES).then((body) => {
-      if (!body.ok) {
-        deps.logger.warn({ code: body.code, problem: body.detail }, 'rejected request');
-        sendError(res, body.code, body.detail);
-        return;
-      }
-      const parsed = parseReview(body.value);
-      if (!parsed.ok) {
-        deps.logger.warn({ problem: parsed.error }, 'rejected request: invalid AdmissionReview');
-        sendError(res, 'INVALID_REVIEW', parsed.error);
-        return;
-      }
-      const review = parsed.review;
-      const namespace = review.request.namespace ?? '';
+/** One /mutate request: read → namespace → decide → answer, each step below. */
+function handleMutate(deps: AppDeps, req: Request, res: Response): void {
+  const start = deps.now();
+  const exchange: Exchange = { deps, res, start, decision: undefined };
+  res.on('finish', () => deps.onAdmission?.(exchange.decision ?? 'error', (deps.now() - start) / 1000));
+  void readReview(req, res, deps.logger)
+    .then(async (review) => {
+      if (!review) return;
       const config = deps.config();
-      // Only a Pod CREATE outside the excluded namespaces can need namespace labels; a cache miss costs one bounded read.
-      if (deps.lookupNamespace && deps.namespaceLabels(namespace) === undefined && isPodCreate(review.request) && !config.excludedNamespaces.has(namespace)) {
-        return deps.lookupNamespace(namespace).then((found) => answer(review, config, () => found.labels, found.labels ? undefined : found.problem));
-      }
-      answer(review, config, deps.namespaceLabels, undefined);
-    }).catch((err: unknown) => {
+      answer(exchange, review, config, await namespaceOf(review, config, deps));
+    })
+    .catch((err: unknown) => {
       // Nothing above should throw; if it does, answer and log rather than take the process down.
       deps.logger.error({ err }, 'request failed');
       if (!res.headersSent) sendError(res, 'INTERNAL');
     });
-  });
+}
 
-  app.use((_req: Request, res: Response) => sendError(res, 'NOT_FOUND'));
+interface Exchange {
+  deps: AppDeps;
+  res: Response;
+  start: number;
+  /** What the admission metric counts once the answer is sent; `error` when none was decided. */
+  decision: MutateSummary['decision'] | undefined;
+}
 
-  return app;
+/** Content type, body and AdmissionReview shape; a bad request is answered here (400/413/415) and yields nothing. */
+async function readReview(req: Request, res: Response, logger: Logger): Promise<AdmissionReviewIn | undefined> {
+  if (!req.is('application/json')) {
+    logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
+    sendError(res, 'UNSUPPORTED_MEDIA_TYPE', `got ${JSON.stringify(req.headers['content-type'] ?? null)}`);
+    return undefined;
+  }
+  const body = await readJsonBody(req, MAX_BODY_BYTES);
+  if (!body.ok) {
+    logger.warn({ code: body.code, problem: body.detail }, 'rejected request');
+    sendError(res, body.code, body.detail);
+    return undefined;
+  }
+  const parsed = parseReview(body.value);
+  if (!parsed.ok) {
+    logger.warn({ problem: parsed.error }, 'rejected request: invalid AdmissionReview');
+    sendError(res, 'INVALID_REVIEW', parsed.error);
+    return undefined;
+  }
+  return parsed.review;
+}
+
+interface NamespaceView {
+  labels: NamespaceLabels;
+  /** Why the labels could not be had (the pod is decided without them). */
+  problem: string | undefined;
+}
+
+/** The cache's labels; a namespace it has not seen costs one bounded read, and only a Pod CREATE the rules could reach needs it. */
+async function namespaceOf(review: AdmissionReviewIn, config: CompiledConfig, deps: AppDeps): Promise<NamespaceView> {
+  const namespace = review.request.namespace ?? '';
+  const needsRead =
+    deps.lookupNamespace && deps.namespaceLabels(namespace) === undefined && isPodCreate(review.request) && !config.excludedNamespaces.has(namespace);
+  if (!needsRead || !deps.lookupNamespace) return { labels: deps.namespaceLabels, problem: undefined };
+  const found = await deps.lookupNamespace(namespace);
+  return { labels: () => found.labels, problem: found.labels ? undefined : found.problem };
+}
+
+/** Runs the pure pipeline; a throw there is a bug and fails closed, as the API server would on a webhook error. */
+function decide(review: AdmissionReviewIn, config: CompiledConfig, ns: NamespaceView, deps: AppDeps): { error: string } | { summary: MutateSummary; out: AdmissionReviewOut } {
+  const { request, apiVersion } = review;
+  try {
+    const result = mutate(review, { config, namespaceLabels: ns.labels, server: deps.server(), namespaceProblem: ns.problem, events: deps.recordEvent !== undefined });
+    if (!result.ok) return { error: result.error };
+    if (result.event) deps.recordEvent?.(result.event);
+    return { summary: result.summary, out: result.review };
+  } catch (err) {
+    deps.logger.error({ uid: request.uid, err }, 'admission failed');
+    return {
+      summary: { decision: 'error', namespace: request.namespace ?? '', pod: '', profiles: [], reason: String(err) },
+      out: complete(apiVersion, request.uid, denied(500, `sidecar-injector internal error: ${(err as Error).message}`)),
+    };
+  }
+}
+
+/** Sends the answer and writes the one log line per admission (SPEC 7). */
+function answer(x: Exchange, review: AdmissionReviewIn, config: CompiledConfig, ns: NamespaceView): void {
+  const { deps, res } = x;
+  const decided = decide(review, config, ns, deps);
+  if ('error' in decided) {
+    deps.logger.warn({ uid: review.request.uid, problem: decided.error }, 'rejected request: invalid object');
+    sendError(res, 'INVALID_REVIEW', decided.error);
+    return;
+  }
+  const { summary } = decided;
+  x.decision = summary.decision;
+  sendJson(res, 200, decided.out);
+  deps.logger.info(
+    {
+      uid: review.request.uid,
+      namespace: summary.namespace,
+      pod: summary.pod,
+      decision: summary.decision,
+      profiles: summary.profiles,
+      reason: summary.reason,
+      ...(ns.problem ? { namespaceProblem: ns.problem } : {}),
+      durationMs: Math.round((deps.now() - x.start) * 1000) / 1000,
+    },
+    'admission',
+  );
 }

@@ -5,6 +5,7 @@ export const HTTP_ERRORS = {
   INVALID_JSON: { status: 400, message: 'request body is not valid JSON' },
   INVALID_REVIEW: { status: 400, message: 'not an AdmissionReview' },
   NOT_FOUND: { status: 404, message: 'no such route' },
+  METHOD_NOT_ALLOWED: { status: 405, message: '/mutate takes POST' },
   INTERNAL: { status: 500, message: 'internal error (logged); not caused by the request' },
 } as const;
 

@@ -33,6 +33,14 @@ describe('inject', () => {
     }
   });
 
+  it('prints untouched documents byte for byte: comments, quoting, flow style, YAML 1.1 octals', async () => {
+    const untouched = '# leading comment\napiVersion: v1\nkind: ConfigMap   # spaced\nmetadata: {name: a,  labels: {x: "1"}}\ndata:\n  mode: 010\n  k: \'v\'\n';
+    const second = '# second\napiVersion: v1\nkind: Service\nmetadata: {name: b}\n';
+    const out = await inject(['-f', '-'], `${untouched}---\n${second}`);
+    expect(out.code).toBe(0);
+    expect(out.stdout).toBe(`${untouched}---\n${second}`);
+  });
+
   it('gives a template the same result the webhook gives a pod created from it', async () => {
     const pod = apiserverPod();
     const out = await inject(['-f', '-', '-o', 'json'], JSON.stringify(pod));

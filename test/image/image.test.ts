@@ -6,8 +6,7 @@
  * numeric user with the directory read-only. A dev dependency imported at
  * run time, or a write to the working directory, fails here.
  * Not replayed: the build stage (the suite's own `npm run build` made dist/
- * from the same sources), the base image, and `npm cache clean` (it would
- * empty this machine's cache).
+ * from the same sources) and the base image.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execSync, spawn, spawnSync } from 'node:child_process';
@@ -64,6 +63,7 @@ function listing(dir: string): string[] {
 }
 
 let before: string[];
+let depsStage: string;
 
 beforeAll(() => {
   const all = stages(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'));
@@ -87,8 +87,9 @@ beforeAll(() => {
         const c = /^COPY\s+(.+)\s+(\S+)$/.exec(l);
         if (c) for (const f of c[1]!.split(/\s+/)) cpSync(join(ROOT, f), join(stage, f));
         const run = /^RUN\s+(.+)$/.exec(l);
-        if (run) execSync(run[1]!.replace(/\s*&&\s*npm cache clean --force/, ''), { cwd: stage, stdio: 'ignore' });
+        if (run) execSync(run[1]!, { cwd: stage, stdio: 'ignore' });
       }
+      depsStage = stage;
       cpSync(join(stage, src.replace(/^\/app\//, '')), target, { recursive: true });
     } else {
       cpSync(join(ROOT, src), target, { recursive: true });
@@ -124,6 +125,20 @@ describe('the image, replayed', () => {
     } finally {
       await fake.stop();
     }
+  });
+
+  it("the deps stage's RUN fails when the installed tree is incomplete, as after npm's silent network failure", () => {
+    const run = stages(readFileSync(join(ROOT, 'Dockerfile'), 'utf8'))
+      .find((st) => st.name === 'deps')!
+      .lines.map((l) => /^RUN\s+(.+)$/.exec(l)?.[1])
+      .find((r) => r !== undefined)!;
+    const check = run.split('&&').slice(1).join('&&').trim();
+    expect(check).toMatch(/^npm ls /);
+    const broken = mkdtempSync(join(tmpdir(), 'image-broken-'));
+    cpSync(depsStage, broken, { recursive: true });
+    expect(spawnSync('sh', ['-c', check], { cwd: broken }).status).toBe(0);
+    execSync(`rm -rf ${JSON.stringify(join(broken, 'node_modules', 'yaml'))}`);
+    expect(spawnSync('sh', ['-c', check], { cwd: broken }).status).not.toBe(0);
   });
 
   it('holds production dependencies and the build only', () => {

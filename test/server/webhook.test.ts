@@ -230,6 +230,13 @@ describe('bad requests get a clear answer, never a crash', () => {
     expect((await httpsRequest(`${server.url}/readyz`, server.ca)).status).toBe(200);
   });
 
+  it('GET /mutate is 405 with Allow: POST, as HTTP says, not a 404', async () => {
+    const res = await httpsRequest(`${server.url}/mutate`, server.ca);
+    expect(res.status).toBe(405);
+    expect(res.headers.allow).toBe('POST');
+    expect(res.json()).toMatchObject({ code: 'METHOD_NOT_ALLOWED' });
+  });
+
   it('refuses TLS below 1.2 and clients that do not trust the CA', async () => {
     await expect(httpsRequest(`${server.url}/healthz`, '')).rejects.toThrow();
     await expect(
