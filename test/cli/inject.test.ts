@@ -27,7 +27,7 @@ describe('inject', () => {
     const docs = parseAllDocuments(out.stdout).map((d) => d.toJS() as { kind: string });
     expect(docs.map((d) => d.kind)).toEqual(['Deployment', 'Service', 'CronJob', 'Pod']);
     // The untouched Service keeps its text, comment included.
-    expect(out.stdout).toContain('  selector: { app: web } # keeps its comment\n');
+    expect(out.stdout).toContain('  selector: { app: web }   # keeps its comment\n');
     if (hasKubectl) {
       expect(kubectlParse(out.stdout).map((d) => (d as { kind: string }).kind)).toEqual(['Deployment', 'Service', 'CronJob', 'Pod']);
     }
