@@ -220,6 +220,28 @@ describe('overrides', () => {
     expect(shipper(result).resources).toEqual({ requests: { cpu: '10m', memory: '32Mi' }, limits: { cpu: '200m', memory: '128Mi' } });
   });
 
+  describe('an image registry prefix matches at a path boundary', () => {
+    const bare = testConfig().config.profiles;
+    const config = testConfig(`
+profiles:
+  log-shipper:
+    containers: ${JSON.stringify(bare['log-shipper']!.containers)}
+    volumes: [{ name: app-logs, emptyDir: {} }]
+    overrides: { imageRegistries: [registry.example.com] }
+`);
+    it.each([
+      ['registry.example.com/logging/agent:2', true],
+      ['registry.example.com:5000/agent:2', true],
+      ['registry.example.com@sha256:abc', true],
+      ['registry.example.com.evil.io/x:1', false],
+      ['registry.example.comx/agent:2', false],
+    ])('%s: %s', (image, allowed) => {
+      const { result, outcome } = applied(withAnnotations({ 'sidecar-injector.io/log-shipper.image': image }), config);
+      expect(shipper(result).image).toBe(allowed ? image : 'registry.example.com/logging/agent:1.0');
+      expect(outcome.warnings).toEqual(allowed ? [] : [expect.stringContaining('registry not allowed')]);
+    });
+  });
+
   it('judges requests against the final limits', () => {
     const { result, outcome } = applied(
       withAnnotations({ 'sidecar-injector.io/log-shipper.memory-limit': '1Gi', 'sidecar-injector.io/log-shipper.memory-request': '512Mi' }),
