@@ -4,7 +4,7 @@
  * touch, so the diff (patch.ts) only walks what changed and a pod with
  * thousands of env vars costs no more than a small one.
  */
-import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { V1Container, V1Pod, V1PodSpec, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { CompiledConfig, NativeSidecar } from './config.js';
 import { withContainerDefaults, withVolumeDefaults } from './defaults.js';
 import { applyOverrides, readOverrides } from './overrides.js';
@@ -42,12 +42,41 @@ function injectsNative(setting: NativeSidecar, server: ServerFeatures): boolean 
   return setting === true ? server.nativeSidecars !== false : setting === 'auto' && server.nativeSidecars === true;
 }
 
+/**
+ * The ServiceAccount admission plugin (plugin/pkg/admission/serviceaccount/admission.go,
+ * mountServiceAccountToken) mounts the first `kube-api-access-*` volume at this path,
+ * readOnly, into every container and init container that has no mount there. It ran
+ * before us; after our patch it runs again and would do it to our containers, which
+ * makes the API server call us a second time (reinvocationPolicy: IfNeeded). So we
+ * add that mount ourselves, exactly as it would.
+ */
+const TOKEN_MOUNT_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
+const TOKEN_VOLUME_PREFIX = 'kube-api-access-';
+
+/** The plugin's mount, when the pod shows it ran (the volume, mounted at the path in an app container) and automount is not off. */
+function serviceAccountTokenMount(spec: V1PodSpec | undefined): V1VolumeMount | undefined {
+  if (!spec || spec.automountServiceAccountToken === false) return undefined;
+  const volume = spec.volumes?.find((v) => v.name.startsWith(TOKEN_VOLUME_PREFIX));
+  if (!volume) return undefined;
+  const mounted = [...spec.containers, ...(spec.initContainers ?? [])].some((c) =>
+    c.volumeMounts?.some((m) => m.mountPath === TOKEN_MOUNT_PATH && m.name === volume.name),
+  );
+  return mounted ? { name: volume.name, readOnly: true, mountPath: TOKEN_MOUNT_PATH } : undefined;
+}
+
+/** A profile container with a mount of its own at the path (to keep the token away) is left as it is, as the plugin leaves it. */
+function withTokenMount(c: V1Container, mount: V1VolumeMount | undefined): V1Container {
+  if (!mount || c.volumeMounts?.some((m) => m.mountPath === TOKEN_MOUNT_PATH)) return c;
+  return { ...c, volumeMounts: [...(c.volumeMounts ?? []), mount] };
+}
+
 export function inject(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig, server: ServerFeatures): Injection {
   const { config, keys, revision } = compiled;
   const warnings: string[] = [];
   const annotations = pod.metadata?.annotations;
   const overrides = readOverrides(annotations, keys.prefix);
 
+  const tokenMount = serviceAccountTokenMount(pod.spec);
   const sidecars: V1Container[] = [];
   const initContainers: V1Container[] = [];
   const volumes: V1Volume[] = [];
@@ -59,7 +88,7 @@ export function inject(pod: V1Pod, profileNames: readonly string[], compiled: Co
     if (!profile) continue; // decide() only hands over known names
     const withOverrides = (c: V1Container) => {
       injectedNames.add(c.name);
-      return withContainerDefaults(applyOverrides(c, overrides.get(c.name), profile, warnings));
+      return withTokenMount(withContainerDefaults(applyOverrides(c, overrides.get(c.name), profile, warnings)), tokenMount);
     };
     const native = injectsNative(profile.nativeSidecar, server);
     if (profile.nativeSidecar === true && !native && profile.containers.length > 0) {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from '@jest/globals';
-import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { admitPod } from '../../src/core/admit.js';
 import { defaultPullPolicy, imageTag, withContainerDefaults } from '../../src/core/defaults.js';
 import { compile } from '../helpers/configs.js';
 import { apiserverPod } from '../helpers/fixtures.js';
 import { applyJsonPatch } from '../helpers/patch-engine.js';
+import { apiServerDefaults } from '../fake-apiserver/admission-chain.js';
 
 describe('the image tag kube-apiserver reads for imagePullPolicy', () => {
   it.each([
@@ -28,44 +28,6 @@ describe('withContainerDefaults', () => {
     expect(c.ports).toEqual([{ containerPort: 53, protocol: 'UDP' }, { containerPort: 80, protocol: 'TCP' }]);
   });
 });
-
-/**
- * The API server's defaulting of containers and volumes, written here as a
- * table and independently of src/core/defaults.ts (pkg/apis/core/v1/defaults.go).
- */
-function apiServerDefaults(pod: V1Pod): V1Pod {
-  const out = structuredClone(pod);
-  const probe = (p?: V1Probe) => {
-    if (!p) return;
-    p.timeoutSeconds ||= 1;
-    p.periodSeconds ||= 10;
-    p.successThreshold ||= 1;
-    p.failureThreshold ||= 3;
-    if (p.httpGet) {
-      p.httpGet.path ||= '/';
-      p.httpGet.scheme ||= 'HTTP';
-    }
-  };
-  const container = (c: V1Container) => {
-    const image = c.image ?? '';
-    const last = image.split('/').pop() ?? '';
-    const tagged = last.includes(':') && !last.split('@')[0]!.endsWith(':latest');
-    c.imagePullPolicy ||= tagged || image.includes('@') ? 'IfNotPresent' : 'Always';
-    c.terminationMessagePath ||= '/dev/termination-log';
-    c.terminationMessagePolicy ||= 'File';
-    for (const p of c.ports ?? []) p.protocol ||= 'TCP';
-    for (const e of c.env ?? []) if (e.valueFrom?.fieldRef) e.valueFrom.fieldRef.apiVersion ||= 'v1';
-    probe(c.livenessProbe);
-    probe(c.readinessProbe);
-    probe(c.startupProbe);
-    if (c.resources?.limits) c.resources.requests = { ...c.resources.limits, ...c.resources.requests };
-  };
-  for (const c of [...(out.spec?.containers ?? []), ...(out.spec?.initContainers ?? [])]) container(c);
-  for (const v of out.spec?.volumes ?? []) {
-    for (const source of [v.secret, v.configMap, v.downwardAPI, v.projected]) if (source) source.defaultMode ??= 420;
-  }
-  return out;
-}
 
 const RICH = compile(`
 defaultProfiles: [rich]
