@@ -205,6 +205,12 @@ describe('chart modes', () => {
     expect(text).toBe(readFileSync(GOLDEN, 'utf8'));
   });
 
+  it("the chart's default config is config/example.yaml (one source of truth for the example profile)", () => {
+    const cm = renderDocs([]).find((d) => d.kind === 'ConfigMap')!;
+    const example = readFileSync(new URL('../../config/example.yaml', import.meta.url), 'utf8');
+    expect(parse((cm.data as Record<string, string>)['config.yaml']!)).toEqual(parse(example));
+  });
+
   it('the shipped config passes the validate-config command itself', async () => {
     const cm = renderDocs([]).find((d) => d.kind === 'ConfigMap')!;
     const file = join(mkdtempSync(join(tmpdir(), 'chart-config-')), 'config.yaml');

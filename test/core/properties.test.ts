@@ -23,6 +23,8 @@ import { applyJsonPatch, decodePatch, hasKubectl, patchEngine } from '../helpers
 import { applyPatch, type Operation } from 'rfc6902';
 
 const SEED = Number(process.env.PROPERTY_SEED ?? 20261129);
+/** Cases per property; `npm run mutation` lowers it, since it runs these tests once per mutant. */
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 400);
 const TOKEN_PATH = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 // Small pools on purpose: generated pods and profiles must collide often.
@@ -227,17 +229,17 @@ describe('properties of every admission (fast-check, seeded)', () => {
         const d = review.response.auditAnnotations?.decision;
         if (d) seen.add(d);
       }),
-      { seed: SEED, numRuns: 300 },
+      { seed: SEED, numRuns: RUNS },
     );
     expect([...seen].sort()).toEqual(['conflict', 'denied', 'injected', 'skipped']);
   });
 
-  it('valid answer, add-only patch that applies, no new collision, core/v1-valid, app untouched, idempotent (rfc6902, 400 cases)', () => {
+  it('valid answer, add-only patch that applies, no new collision, core/v1-valid, app untouched, idempotent (rfc6902)', () => {
     fc.assert(
       fc.property(cases, (c) => {
         checkAnswer(c, rfc6902);
       }),
-      { seed: SEED, numRuns: 400 },
+      { seed: SEED, numRuns: RUNS },
     );
   });
 
