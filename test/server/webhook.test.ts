@@ -4,6 +4,7 @@
  * with a second engine and the result checked.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import type { V1Pod } from '@kubernetes/client-node';
 import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
@@ -228,6 +229,14 @@ describe('bad requests get a clear answer, never a crash', () => {
     expect(res.json()).toMatchObject({ code: 'NOT_FOUND' });
     expect((await httpsRequest(`${server.url}/healthz`, server.ca)).status).toBe(200);
     expect((await httpsRequest(`${server.url}/readyz`, server.ca)).status).toBe(200);
+  });
+
+  it("the quick start's opt-in review (test/fixtures/admission-review-opt-in.json) is injected", async () => {
+    const review = JSON.parse(readFileSync(new URL('../fixtures/admission-review-opt-in.json', import.meta.url), 'utf8')) as unknown;
+    const res = await postReview(server, review);
+    const body = res.json() as { response: { patch?: string; auditAnnotations?: Record<string, string> } };
+    expect(body.response.auditAnnotations).toMatchObject({ decision: 'injected' });
+    expect(decodePatch(body.response.patch!).map((op) => op.path)).toContain('/metadata/annotations/sidecar-injector.io~1status');
   });
 
   it('GET /mutate is 405 with Allow: POST, as HTTP says, not a 404', async () => {
