@@ -42,13 +42,11 @@ export interface ClusterOptions {
   config: () => CompiledConfig;
 }
 
+/** Build the parts, then start them: namespace cache → feature probe → events → caBundle → audit loop. */
 export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterFeatures {
-  const { flags, logger, metrics } = opts;
-  const log = logger.child({ component: 'cluster' });
+  const { flags, metrics } = opts;
+  const log = opts.logger.child({ component: 'cluster' });
   log.info({ server: client.server, config: client.source }, 'cluster access');
-  const started = Date.now();
-  const bound = opts.syncBoundMs ?? 30_000;
-  let stopped = false;
 
   const namespaces = new NamespaceCache({
     client,
@@ -56,76 +54,99 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     events: { synced: metrics.namespaceCacheSynced, watchRestart: metrics.namespaceWatchRestart, lookup: metrics.namespaceLookup },
   });
   void namespaces.run();
-
-  let server: ServerFeatures = UNKNOWN_SERVER;
-  let probed = false;
-  if (opts.kubeVersion) {
-    server = featuresOf(opts.kubeVersion);
-    probed = true;
-    log.info({ kubeVersion: formatVersion(opts.kubeVersion), nativeSidecars: server.nativeSidecars }, 'server features from --kube-version');
-  } else {
-    void (async () => {
-      // /version unreachable: retried until it answers; readiness waits for the first attempt only.
-      for (let attempt = 1; !stopped; attempt += 1) {
-        const found = await detectServerFeatures(client);
-        probed = true;
-        if (found.version !== 'unknown') {
-          server = found.features;
-          log.info({ version: found.version, nativeSidecars: server.nativeSidecars, how: found.how }, 'server features');
-          return;
-        }
-        if (attempt === 1) log.warn({ how: found.how }, 'server features unknown until the API server answers: nativeSidecar auto injects regular containers, true stays native');
-        await new Promise((resolve) => setTimeout(resolve, Math.min(300_000, 1000 * 2 ** attempt)).unref());
-      }
-    })();
-  }
-
-  const eventsOn = flags['no-events'] !== true && flags.events !== false;
-  const events = eventsOn ? new EventRecorder({ client, logger: log, onResult: metrics.event }) : undefined;
-
+  const features = probeFeatures(client, opts.kubeVersion, log);
+  const events = flags['no-events'] !== true && flags.events !== false ? new EventRecorder({ client, logger: log, onResult: metrics.event }) : undefined;
   const caBundleName = flags['patch-ca-bundle'] as string | undefined;
   const caBundle = caBundleName ? new CaBundleWriter({ client, name: caBundleName, caPath: opts.caPath, logger: log, onResult: metrics.caBundle }) : undefined;
   caBundle?.sync();
+  const audit = opts.auditIntervalMs ? startAuditLoop(client, opts.auditIntervalMs, { ...opts, logger: log }, namespaces, features.server) : undefined;
 
-  let auditTimer: NodeJS.Timeout | undefined;
-  if (opts.auditIntervalMs) {
-    const interval = opts.auditIntervalMs;
-    const audit = async () => {
-      const started = Date.now();
-      try {
-        const report = await runAudit({ client, config: opts.config(), server, namespaceLabels: (ns) => namespaces.labels(ns) });
-        metrics.auditResult(report.counts);
-        log.info({ ...report.counts, durationMs: Date.now() - started }, 'audit');
-      } catch (err) {
-        metrics.auditFailed();
-        log.warn({ err: (err as Error).message }, 'audit failed');
-      }
-      if (!stopped) auditTimer = setTimeout(() => void audit(), interval);
-    };
-    // The first run waits for the cache, so it sees namespace labels.
-    auditTimer = setTimeout(() => void audit(), Math.min(interval, 30_000));
-  }
-
-  let gaveUpWaiting = false;
   return {
     namespaces,
-    server: () => server,
+    server: features.server,
     events,
     caBundle,
-    notReady: () => {
-      if (gaveUpWaiting || (namespaces.synced && probed)) return undefined;
-      if (Date.now() - started >= bound) {
-        gaveUpWaiting = true;
-        log.warn({ afterMs: bound, namespacesSynced: namespaces.synced, featuresKnown: probed }, 'ready without a synced namespace cache; rule 7 runs on direct reads');
-        return undefined;
-      }
-      return namespaces.synced ? 'probing the API server' : 'namespace cache not synced';
-    },
+    notReady: readiness(namespaces, features.probed, opts.syncBoundMs ?? 30_000, log),
     stop: () => {
-      stopped = true;
-      clearTimeout(auditTimer);
+      features.stop();
+      audit?.stop();
       namespaces.stop();
       caBundle?.stop();
     },
+  };
+}
+
+interface FeatureProbe {
+  server(): ServerFeatures;
+  /** The first attempt has answered (readiness waits for it, not for success). */
+  probed(): boolean;
+  stop(): void;
+}
+
+/** Native sidecar support: from --kube-version, else asked of /version and OpenAPI, retried in the background until it answers. */
+function probeFeatures(client: KubeClient, kubeVersion: KubeVersion | undefined, log: Logger): FeatureProbe {
+  if (kubeVersion) {
+    const server = featuresOf(kubeVersion);
+    log.info({ kubeVersion: formatVersion(kubeVersion), nativeSidecars: server.nativeSidecars }, 'server features from --kube-version');
+    return { server: () => server, probed: () => true, stop: () => undefined };
+  }
+  let server: ServerFeatures = UNKNOWN_SERVER;
+  let probed = false;
+  let stopped = false;
+  void (async () => {
+    for (let attempt = 1; !stopped; attempt += 1) {
+      const found = await detectServerFeatures(client);
+      probed = true;
+      if (found.version !== 'unknown') {
+        server = found.features;
+        log.info({ version: found.version, nativeSidecars: server.nativeSidecars, how: found.how }, 'server features');
+        return;
+      }
+      if (attempt === 1) log.warn({ how: found.how }, 'server features unknown until the API server answers: nativeSidecar auto injects regular containers, true stays native');
+      await new Promise((resolve) => setTimeout(resolve, Math.min(300_000, 1000 * 2 ** attempt)).unref());
+    }
+  })();
+  return { server: () => server, probed: () => probed, stop: () => (stopped = true) };
+}
+
+/** --audit-interval: the audit in the server, exported as sidecar_injector_pods{state}. */
+function startAuditLoop(client: KubeClient, interval: number, opts: ClusterOptions, namespaces: NamespaceCache, server: () => ServerFeatures): { stop(): void } {
+  const { logger: log, metrics } = opts;
+  let stopped = false;
+  let timer: NodeJS.Timeout | undefined;
+  const audit = async () => {
+    const started = Date.now();
+    try {
+      const report = await runAudit({ client, config: opts.config(), server: server(), namespaceLabels: (ns) => namespaces.labels(ns) });
+      metrics.auditResult(report.counts);
+      log.info({ ...report.counts, durationMs: Date.now() - started }, 'audit');
+    } catch (err) {
+      metrics.auditFailed();
+      log.warn({ err: (err as Error).message }, 'audit failed');
+    }
+    if (!stopped) timer = setTimeout(() => void audit(), interval);
+  };
+  // The first run waits for the cache, so it sees namespace labels.
+  timer = setTimeout(() => void audit(), Math.min(interval, 30_000));
+  return {
+    stop: () => {
+      stopped = true;
+      clearTimeout(timer);
+    },
+  };
+}
+
+/** /readyz: not ready until the cache has synced and the probe has answered once, or until the bound has passed. */
+function readiness(namespaces: NamespaceCache, probed: () => boolean, boundMs: number, log: Logger): () => string | undefined {
+  const started = Date.now();
+  let gaveUpWaiting = false;
+  return () => {
+    if (gaveUpWaiting || (namespaces.synced && probed())) return undefined;
+    if (Date.now() - started >= boundMs) {
+      gaveUpWaiting = true;
+      log.warn({ afterMs: boundMs, namespacesSynced: namespaces.synced, featuresKnown: probed() }, 'ready without a synced namespace cache; rule 7 runs on direct reads');
+      return undefined;
+    }
+    return namespaces.synced ? 'probing the API server' : 'namespace cache not synced';
   };
 }

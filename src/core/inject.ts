@@ -70,23 +70,43 @@ function withTokenMount(c: V1Container, mount: V1VolumeMount | undefined): V1Con
   return { ...c, volumeMounts: [...(c.volumeMounts ?? []), mount] };
 }
 
+/** What the profiles add, gathered before it is put into the pod. */
+interface Parts {
+  sidecars: V1Container[];
+  initContainers: V1Container[];
+  volumes: V1Volume[];
+  appMounts: V1VolumeMount[];
+}
+
+/** Pod + profiles → the injected pod: gather the parts, record them, put them in. */
 export function inject(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig, server: ServerFeatures): Injection {
-  const { config, keys, revision } = compiled;
   const warnings: string[] = [];
-  const annotations = pod.metadata?.annotations;
-  const overrides = readOverrides(annotations, keys.prefix);
+  const parts = gatherParts(pod, profileNames, compiled, server, warnings);
+  const status: InjectionStatus = {
+    profiles: [...profileNames],
+    containers: parts.sidecars.map((c) => c.name),
+    initContainers: parts.initContainers.map((c) => c.name),
+    volumes: parts.volumes.map((v) => v.name),
+    revision: compiled.revision,
+  };
+  const mutated: V1Pod = {
+    ...pod,
+    metadata: { ...pod.metadata, annotations: { ...pod.metadata?.annotations, [compiled.keys.status]: JSON.stringify(status) } },
+    spec: withParts(pod.spec ?? { containers: [] }, parts),
+  };
+  return { pod: mutated, status, warnings };
+}
 
+/** Each profile's containers (overrides, defaults, token mount; native or not), volumes and app mounts. */
+function gatherParts(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig, server: ServerFeatures, warnings: string[]): Parts {
+  const overrides = readOverrides(pod.metadata?.annotations, compiled.keys.prefix);
   const tokenMount = serviceAccountTokenMount(pod.spec);
-  const sidecars: V1Container[] = [];
-  const initContainers: V1Container[] = [];
-  const volumes: V1Volume[] = [];
-  const appMounts: V1VolumeMount[] = [];
+  const parts: Parts = { sidecars: [], initContainers: [], volumes: [], appMounts: [] };
   const injectedNames = new Set<string>();
-
   for (const name of profileNames) {
-    const profile = config.profiles[name];
+    const profile = compiled.config.profiles[name];
     if (!profile) continue; // decide() only hands over known names
-    const withOverrides = (c: V1Container) => {
+    const prepare = (c: V1Container) => {
       injectedNames.add(c.name);
       return withTokenMount(withContainerDefaults(applyOverrides(c, overrides.get(c.name), profile, warnings)), tokenMount);
     };
@@ -94,45 +114,31 @@ export function inject(pod: V1Pod, profileNames: readonly string[], compiled: Co
     if (profile.nativeSidecar === true && !native && profile.containers.length > 0) {
       warnings.push(warning(`profile ${name}: API server lacks native sidecars; injected as regular containers`));
     }
-    initContainers.push(...profile.initContainers.map(withOverrides));
+    parts.initContainers.push(...profile.initContainers.map(prepare));
     for (const c of profile.containers) {
-      const container = withoutRestartPolicy(withOverrides(c));
-      if (native) initContainers.push({ ...container, restartPolicy: 'Always' });
-      else sidecars.push(container);
+      const container = withoutRestartPolicy(prepare(c));
+      if (native) parts.initContainers.push({ ...container, restartPolicy: 'Always' });
+      else parts.sidecars.push(container);
     }
-    volumes.push(...profile.volumes.map(withVolumeDefaults));
-    appMounts.push(...profile.appVolumeMounts);
+    parts.volumes.push(...profile.volumes.map(withVolumeDefaults));
+    parts.appMounts.push(...profile.appVolumeMounts);
   }
-
   for (const container of overrides.keys()) {
     if (!injectedNames.has(container)) warnings.push(warning(`override for "${container}" ignored: no such injected container`));
   }
+  return parts;
+}
 
-  const status: InjectionStatus = {
-    profiles: [...profileNames],
-    containers: sidecars.map((c) => c.name),
-    initContainers: initContainers.map((c) => c.name),
-    volumes: volumes.map((v) => v.name),
-    revision,
-  };
-
-  const spec = pod.spec ?? { containers: [] };
+/** The spec with the parts in; untouched lists are shared, not copied. */
+function withParts(spec: V1PodSpec, parts: Parts): V1PodSpec {
+  const { sidecars, initContainers, volumes, appMounts } = parts;
   const appContainers =
-    appMounts.length === 0
-      ? spec.containers
-      : spec.containers.map((c) => ({ ...c, volumeMounts: [...(c.volumeMounts ?? []), ...appMounts] }));
-
+    appMounts.length === 0 ? spec.containers : spec.containers.map((c) => ({ ...c, volumeMounts: [...(c.volumeMounts ?? []), ...appMounts] }));
   const newSpec = { ...spec, containers: sidecars.length === 0 ? appContainers : [...appContainers, ...sidecars] };
   // Injected init containers run first: a native sidecar must be up before the app's init containers use it.
   if (initContainers.length > 0) newSpec.initContainers = [...initContainers, ...(spec.initContainers ?? [])];
   if (volumes.length > 0) newSpec.volumes = [...(spec.volumes ?? []), ...volumes];
-
-  const mutated: V1Pod = {
-    ...pod,
-    metadata: { ...pod.metadata, annotations: { ...annotations, [keys.status]: JSON.stringify(status) } },
-    spec: newSpec,
-  };
-  return { pod: mutated, status, warnings };
+  return newSpec;
 }
 
 /** A profile may write `restartPolicy: Always` on a sidecar; the injector sets it only where it is native. */

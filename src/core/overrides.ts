@@ -52,6 +52,8 @@ function exceeds(a: string | number | undefined, b: string | number | undefined)
   return x !== undefined && y !== undefined && x > y;
 }
 
+type Refuse = (suffix: string, value: string, why: string) => void;
+
 /** Applies the overrides a profile allows; returns the container (a copy when anything changed). */
 export function applyOverrides(
   container: V1Container,
@@ -60,60 +62,17 @@ export function applyOverrides(
   warnings: string[],
 ): V1Container {
   if (!requested) return container;
-  const name = container.name;
-  const refuse = (suffix: string, value: string, why: string) => {
+  const refuse: Refuse = (suffix, value, why) => {
     const shown = value.length > 40 ? `${value.slice(0, 39)}…` : value;
-    warnings.push(warning(`override ${name}.${suffix}="${shown}" refused (${why}), profile value kept`));
+    warnings.push(warning(`override ${container.name}.${suffix}="${shown}" refused (${why}), profile value kept`));
   };
-
-  let image = container.image;
-  if (requested.image !== undefined) {
-    const value = requested.image.trim();
-    if (profile.overrides.imageRegistries.length === 0) refuse('image', value, 'not allowed by the profile');
-    else if (!IMAGE_REFERENCE.test(value) || value.length > 512) refuse('image', value, 'not an image reference');
-    else if (!imageAllowed(value, profile.overrides.imageRegistries)) refuse('image', value, 'registry not allowed');
-    else image = value;
-  }
-
+  const image = overrideImage(container.image, requested.image, profile, refuse);
   const requests: Record<string, string> = { ...(container.resources?.requests ?? {}) };
   const limits: Record<string, string> = { ...(container.resources?.limits ?? {}) };
   let resourcesChanged = false;
   for (const resource of ['cpu', 'memory'] as Resource[]) {
-    const limitKey = `${resource}-limit` as const;
-    const requestKey = `${resource}-request` as const;
-    const limitValue = requested[limitKey];
-    const requestValue = requested[requestKey];
-    if (!profile.overrides.resources) {
-      if (limitValue !== undefined) refuse(limitKey, limitValue, 'not allowed by the profile');
-      if (requestValue !== undefined) refuse(requestKey, requestValue, 'not allowed by the profile');
-      continue;
-    }
-    const profileLimit = limits[resource];
-    const profileRequest = requests[resource];
-    let limit = profileLimit;
-    if (limitValue !== undefined) {
-      if (parseQuantity(limitValue) === undefined) refuse(limitKey, limitValue, 'not a quantity');
-      else limit = limitValue;
-    }
-    let request = profileRequest;
-    if (requestValue !== undefined) {
-      if (parseQuantity(requestValue) === undefined) refuse(requestKey, requestValue, 'not a quantity');
-      else if (exceeds(requestValue, limit)) {
-        refuse(requestKey, requestValue, `above the limit ${limit}`);
-      } else request = requestValue;
-    }
-    // A lowered limit may fall under the profile's own request: then the limit yields.
-    if (limit !== profileLimit && exceeds(request, limit)) {
-      refuse(limitKey, String(limit), `below the request ${request}`);
-      limit = profileLimit;
-    }
-    if (limit !== profileLimit || request !== profileRequest) {
-      resourcesChanged = true;
-      if (limit !== undefined) limits[resource] = String(limit);
-      if (request !== undefined) requests[resource] = String(request);
-    }
+    resourcesChanged = overrideResource(resource, requested, profile, { requests, limits }, refuse) || resourcesChanged;
   }
-
   if (image === container.image && !resourcesChanged) return container;
   const out: V1Container = { ...container, image };
   if (resourcesChanged) {
@@ -122,4 +81,59 @@ export function applyOverrides(
     if (Object.keys(limits).length > 0) out.resources.limits = limits;
   }
   return out;
+}
+
+/** The image override, if the profile allows its registry; else the profile's image. */
+function overrideImage(profileImage: string | undefined, requested: string | undefined, profile: Profile, refuse: Refuse): string | undefined {
+  if (requested === undefined) return profileImage;
+  const value = requested.trim();
+  if (profile.overrides.imageRegistries.length === 0) refuse('image', value, 'not allowed by the profile');
+  else if (!IMAGE_REFERENCE.test(value) || value.length > 512) refuse('image', value, 'not an image reference');
+  else if (!imageAllowed(value, profile.overrides.imageRegistries)) refuse('image', value, 'registry not allowed');
+  else return value;
+  return profileImage;
+}
+
+/**
+ * One resource's request and limit overrides, judged each on its own and the
+ * request against the final limit; writes into `into` and says whether it changed.
+ */
+function overrideResource(
+  resource: Resource,
+  requested: Partial<Record<Suffix, string>>,
+  profile: Profile,
+  into: { requests: Record<string, string>; limits: Record<string, string> },
+  refuse: Refuse,
+): boolean {
+  const limitKey = `${resource}-limit` as const;
+  const requestKey = `${resource}-request` as const;
+  const limitValue = requested[limitKey];
+  const requestValue = requested[requestKey];
+  if (!profile.overrides.resources) {
+    if (limitValue !== undefined) refuse(limitKey, limitValue, 'not allowed by the profile');
+    if (requestValue !== undefined) refuse(requestKey, requestValue, 'not allowed by the profile');
+    return false;
+  }
+  const profileLimit = into.limits[resource];
+  const profileRequest = into.requests[resource];
+  let limit = profileLimit;
+  if (limitValue !== undefined) {
+    if (parseQuantity(limitValue) === undefined) refuse(limitKey, limitValue, 'not a quantity');
+    else limit = limitValue;
+  }
+  let request = profileRequest;
+  if (requestValue !== undefined) {
+    if (parseQuantity(requestValue) === undefined) refuse(requestKey, requestValue, 'not a quantity');
+    else if (exceeds(requestValue, limit)) refuse(requestKey, requestValue, `above the limit ${limit}`);
+    else request = requestValue;
+  }
+  // A lowered limit may fall under the profile's own request: then the limit yields.
+  if (limit !== profileLimit && exceeds(request, limit)) {
+    refuse(limitKey, String(limit), `below the request ${request}`);
+    limit = profileLimit;
+  }
+  if (limit === profileLimit && request === profileRequest) return false;
+  if (limit !== undefined) into.limits[resource] = String(limit);
+  if (request !== undefined) into.requests[resource] = String(request);
+  return true;
 }

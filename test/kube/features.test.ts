@@ -50,9 +50,9 @@ describe('native sidecar support, asked of the API server', () => {
     expect(found.how).toContain('gates it off');
   });
 
-  it('unknown (no schema readable, or no /version) is the safe side: no', async () => {
+  it('unknown (no schema readable, or no /version) is unknown: auto means regular, true stays native (SPEC 4)', async () => {
     const none = await detect({ version: { gitVersion: 'v1.30.1-dirty', major: '1', minor: '30' }, openapi: { v3: false, v2: false, restartPolicy: true } });
-    expect(none.found.features.nativeSidecars).toBe(false);
+    expect(none.found.features.nativeSidecars).toBeUndefined();
     expect(none.found.how).toContain('no OpenAPI schema');
     await fake?.stop();
     const started = await startFake();
