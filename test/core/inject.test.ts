@@ -280,3 +280,28 @@ describe('additivePatch', () => {
     expect(additivePatch({ l: [{ name: 'x' }] }, { l: [{ name: 'a' }, { name: 'x' }] })).toEqual([{ op: 'add', path: '/l/0', value: { name: 'a' } }]);
   });
 });
+
+describe('nativeSidecar against what the server is known to support (SPEC 4)', () => {
+  const config = (setting: string) => testConfig(`
+profiles:
+  p:
+    nativeSidecar: ${setting}
+    containers: [{ name: agent, image: registry.example.com/agent:1 }]
+    volumes: [{ name: v, emptyDir: {} }]
+defaultProfiles: [p]
+`);
+  it.each([
+    ['true', true, true, 0],
+    ['true', undefined, true, 0],
+    ['true', false, false, 1],
+    ['auto', true, true, 0],
+    ['auto', undefined, false, 0],
+    ['auto', false, false, 0],
+  ] as const)('nativeSidecar: %s, server support %s: native %s, %i warning(s)', (setting, support, native, warnings) => {
+    const outcome = admitPod(apiserverPod(), { namespace: 'shop', namespaceLabels: undefined, server: { nativeSidecars: support } }, config(setting));
+    if (outcome.decision !== 'injected') throw new Error(outcome.reason);
+    expect(outcome.pod.spec!.initContainers?.some((c) => c.name === 'agent' && c.restartPolicy === 'Always') ?? false).toBe(native);
+    expect(outcome.warnings).toHaveLength(warnings);
+  });
+});
+

@@ -99,6 +99,8 @@ export class FakeApiServer {
   readonly requests: RequestRecord[] = [];
   /** Milliseconds to hold each answer of a path matching the pattern (to test timeouts and non-blocking writes). */
   readonly delays: { pattern: RegExp; ms: number }[] = [];
+  /** Hold requests matching the pattern until the promise settles (a test decides when the API server answers). */
+  readonly holds: { pattern: RegExp; until: Promise<void> }[] = [];
   /** Answer the next requests matching the pattern with this status (one use per entry). */
   readonly failures: { pattern: RegExp; code: number }[] = [];
   opts: Required<FakeOptions>;
@@ -307,6 +309,8 @@ export class FakeApiServer {
     }
     const delay = this.delays.find((d) => d.pattern.test(`${record.method} ${url.pathname}`));
     if (delay) await new Promise((r) => setTimeout(r, delay.ms).unref());
+    const hold = this.holds.find((h) => h.pattern.test(`${record.method} ${url.pathname}`));
+    if (hold) await hold.until;
     const failure = this.failures.findIndex((f) => f.pattern.test(`${record.method} ${url.pathname}`));
     if (failure !== -1) {
       const [f] = this.failures.splice(failure, 1);

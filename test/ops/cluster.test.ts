@@ -5,27 +5,23 @@
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { request } from 'node:https';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateCertificates, type CertificateSet } from '../../src/tls/generate.js';
 import { FakeApiServer, type FakeOptions } from '../fake-apiserver/server.js';
 import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
-import { TEST_CONFIG_YAML } from '../helpers/configs.js';
-import { eventually, freePort, MountedVolume, parsePrometheus, sampleValue } from '../helpers/ops.js';
-import { runCli, startCli, type Started } from '../helpers/process.js';
+import { eventually, parsePrometheus, sampleValue } from '../helpers/ops.js';
+import { runCli } from '../helpers/process.js';
+import { startServe, stopServeProcesses, type ServeProcess } from '../helpers/serve-process.js';
 import { decodePatch } from '../helpers/patch-engine.js';
 
 const INJECTION = 'sidecar-injector.io/injection';
 const MWC_NAME = 'sidecar-injector';
 
-const running: Started[] = [];
 const fakes: FakeApiServer[] = [];
 afterEach(async () => {
-  for (const p of running.splice(0)) {
-    if (p.child.exitCode === null) p.child.kill('SIGKILL');
-    await p.exited;
-  }
+  await stopServeProcesses();
   for (const f of fakes.splice(0)) await f.stop();
 });
 
@@ -51,40 +47,20 @@ async function startFakeCluster(opts: FakeOptions = {}): Promise<FakeApiServer> 
   return fake;
 }
 
-interface Server {
-  proc: Started;
-  port: number;
-  metricsPort: number;
+interface Server extends ServeProcess {
   ca: string;
-  tls: MountedVolume;
 }
 
 async function startServer(fake: FakeApiServer | undefined, args: string[] = [], opts: { config?: string; waitReady?: boolean; pair?: number } = {}): Promise<Server> {
-  const root = mkdtempSync(join(tmpdir(), 'cluster-'));
-  const tls = new MountedVolume(join(root, 'tls'));
   const first = await certificatePair(opts.pair ?? 0);
-  tls.update(tlsFiles(first));
-  const configFile = join(root, 'config.yaml');
-  writeFileSync(configFile, opts.config ?? TEST_CONFIG_YAML);
-  const metricsPort = await freePort();
-  const proc = startCli(
-    [
-      'serve',
-      '--config', configFile,
-      '--tls-cert', tls.path('tls.crt'),
-      '--tls-key', tls.path('tls.key'),
-      '--port', '0',
-      '--metrics-port', String(metricsPort),
-      '--host', '127.0.0.1',
-      '--shutdown-delay', '0',
-      ...(fake ? ['--kubeconfig', fake.kubeconfig(root)] : []),
-      ...args,
-    ],
-    { KUBERNETES_SERVICE_HOST: '', KUBERNETES_SERVICE_PORT: '' },
-  );
-  running.push(proc);
-  const line = await proc.waitForLog((l) => l.msg === 'serving /mutate over HTTPS');
-  const s = { proc, port: Number(line.port), metricsPort, ca: first.caCert, tls };
+  const started = await startServe({
+    tls: tlsFiles(first),
+    config: opts.config,
+    args,
+    kubeconfig: fake ? (dir) => fake.kubeconfig(dir) : undefined,
+    env: { KUBERNETES_SERVICE_HOST: '', KUBERNETES_SERVICE_PORT: '' },
+  });
+  const s = { ...started, ca: first.caCert };
   if (opts.waitReady !== false) await eventually(async () => ((await readyz(s)).status === 200 ? true : undefined), 'readiness');
   return s;
 }
@@ -245,12 +221,14 @@ describe('events', () => {
   it('records Injected on the ReplicaSet; a burst of 1,000 admissions is answered without waiting on the writes', async () => {
     const fake = await startFakeCluster();
     fake.namespace('shop');
-    fake.delays.push({ pattern: /^(POST|PATCH) \/api\/v1\/namespaces\/shop\/events/, ms: 2000 });
+    // The API server holds every event write until all admissions are answered: none may wait on one.
+    let release!: () => void;
+    fake.holds.push({ pattern: /^(POST|PATCH) \/api\/v1\/namespaces\/shop\/events/, until: new Promise<void>((r) => (release = r)) });
     const s = await startServer(fake);
     const answers = await Promise.all(Array.from({ length: 1000 }, () => admit(s)));
     expect(answers.every((a) => a.response.auditAnnotations?.decision === 'injected')).toBe(true);
-    // All answered while the first event write is still held by the API server.
     expect(fake.all('events').length).toBe(0);
+    release();
     await eventually(async () => (fake.all('events').length > 0 ? true : undefined), 'the event', 10_000);
     const event = fake.all('events')[0] as { reason: string; involvedObject: { kind: string }; count: number };
     expect(event.reason).toBe('Injected');

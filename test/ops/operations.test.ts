@@ -4,23 +4,15 @@
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { Agent, request, type RequestOptions } from 'node:https';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { writeFileSync } from 'node:fs';
 import type { TLSSocket } from 'node:tls';
 import { generateCertificates, type CertificateSet } from '../../src/tls/generate.js';
 import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
 import { TEST_CONFIG_YAML } from '../helpers/configs.js';
-import { eventually, freePort, MountedVolume, parsePrometheus, sampleValue } from '../helpers/ops.js';
-import { startCli, type Started } from '../helpers/process.js';
+import { eventually, parsePrometheus, sampleValue } from '../helpers/ops.js';
+import { startServe, stopServeProcesses, type ServeProcess } from '../helpers/serve-process.js';
 
-const running: Started[] = [];
-afterEach(async () => {
-  for (const p of running.splice(0)) {
-    if (p.child.exitCode === null) p.child.kill('SIGKILL');
-    await p.exited;
-  }
-});
+afterEach(() => stopServeProcesses());
 
 const pairs = new Map<string, Promise<CertificateSet>>();
 const pair = (name: string) => {
@@ -29,38 +21,14 @@ const pair = (name: string) => {
 };
 const tlsFiles = (p: CertificateSet) => ({ 'tls.crt': p.cert, 'tls.key': p.key });
 
-interface Server {
-  proc: Started;
-  port: number;
-  metricsPort: number;
+interface Server extends ServeProcess {
   ca: string[];
-  config: MountedVolume;
-  tls: MountedVolume;
 }
 
 async function startServer(extraArgs: string[] = []): Promise<Server> {
-  const root = mkdtempSync(join(tmpdir(), 'ops-'));
-  const config = new MountedVolume(join(root, 'config'));
-  config.update({ 'config.yaml': TEST_CONFIG_YAML });
-  const tls = new MountedVolume(join(root, 'tls'));
-  const a = await pair('a');
-  const b = await pair('b');
-  tls.update(tlsFiles(a));
-  const metricsPort = await freePort();
-  const proc = startCli([
-    'serve',
-    '--config', config.path('config.yaml'),
-    '--tls-cert', tls.path('tls.crt'),
-    '--tls-key', tls.path('tls.key'),
-    '--port', '0',
-    '--metrics-port', String(metricsPort),
-    '--host', '127.0.0.1',
-    '--shutdown-delay', '0',
-    ...extraArgs,
-  ]);
-  running.push(proc);
-  const ready = await proc.waitForLog((l) => l.msg === 'serving /mutate over HTTPS');
-  return { proc, port: Number(ready.port), metricsPort, ca: [a.caCert, b.caCert], config, tls };
+  const [a, b] = await Promise.all([pair('a'), pair('b')]);
+  const started = await startServe({ tls: tlsFiles(a), args: extraArgs });
+  return { ...started, ca: [a.caCert, b.caCert] };
 }
 
 interface Answer {
