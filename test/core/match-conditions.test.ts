@@ -1,0 +1,110 @@
+/**
+ * The generated matchConditions, evaluated by a real CEL implementation
+ * (@bufbuild/cel) against generated pods and configs (fast-check, seeded):
+ * for every pod the rules (decide) could inject outside a namespace labelled
+ * `enabled`, every condition holds, so the API server sends it. And they do
+ * keep pods out: otherwise `true` would pass.
+ */
+import { describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
+import { isCelError, run } from '@bufbuild/cel';
+import type { V1Pod } from '@kubernetes/client-node';
+import { stringify } from 'yaml';
+import { parseConfigText } from '../../src/config/load.js';
+import type { CompiledConfig } from '../../src/core/config.js';
+import { decide } from '../../src/core/decide.js';
+import { matchConditionsFor, type MatchCondition } from '../../src/core/match-conditions.js';
+
+const SEED = Number(process.env.PROPERTY_SEED ?? 20261129);
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 1000);
+
+/** The API server hands CEL the object as maps: plain JSON objects become Maps here. */
+const toCel = (v: unknown): unknown =>
+  Array.isArray(v) ? v.map(toCel) : v !== null && typeof v === 'object' ? new Map(Object.entries(v).map(([k, x]) => [k, toCel(x)])) : v;
+
+function evaluate(conditions: MatchCondition[], pod: V1Pod): boolean {
+  return conditions.every((c) => {
+    const result = run(c.expression, { object: toCel(pod) as never });
+    if (isCelError(result)) throw new Error(`${c.name}: ${String(result)}`);
+    expect(typeof result).toBe('boolean');
+    return result === true;
+  });
+}
+
+const PREFIXES = ['sidecar-injector.io', 'inject.example.com'];
+const labelKey = (prefix: string) => fc.constantFrom(`${prefix}/inject`, 'app', 'team', 'example.com/tier', 'a.b/c~d', 'x');
+const value = fc.constantFrom('true', 'false', 'FALSE', ' false ', '', 'log-shipper', 'nope', 'log-shipper,nope', 'web', 'a.b');
+const map = (prefix: string) => fc.option(fc.dictionary(labelKey(prefix), value, { maxKeys: 3 }), { nil: undefined });
+
+const selector = (prefix: string) =>
+  fc.record(
+    {
+      matchLabels: fc.dictionary(labelKey(prefix), value, { maxKeys: 2 }),
+      matchExpressions: fc.array(
+        fc.oneof(
+          fc.record({ key: labelKey(prefix), operator: fc.constantFrom('In', 'NotIn'), values: fc.array(value, { minLength: 1, maxLength: 3 }) }),
+          fc.record({ key: labelKey(prefix), operator: fc.constantFrom('Exists', 'DoesNotExist') }),
+        ),
+        { maxLength: 2 },
+      ),
+    },
+    { requiredKeys: [] },
+  );
+
+const world = fc.constantFrom(...PREFIXES).chain((prefix) =>
+  fc.record({
+    config: fc
+      .record({
+        annotationPrefix: fc.constant(prefix),
+        policy: fc.constantFrom('opt-in', 'opt-in', 'opt-in', 'opt-out'),
+        allowPodOptOut: fc.boolean(),
+        alwaysInjectSelector: fc.array(selector(prefix), { maxLength: 2 }),
+        neverInjectSelector: fc.array(selector(prefix), { maxLength: 1 }),
+      })
+      .map((c) => parseConfigText(stringify({ ...c, defaultProfiles: ['log-shipper'], profiles: { 'log-shipper': { containers: [{ name: 'agent', image: 'agent:1' }] } } }), 'gen.yaml'))
+      .filter((r) => r.ok)
+      .map((r) => (r.ok ? r.compiled : (undefined as never))) as fc.Arbitrary<CompiledConfig>,
+    pod: fc.record({ labels: map(prefix), annotations: map(prefix) }).map(({ labels, annotations }) => {
+      const metadata: V1Pod['metadata'] = { generateName: 'web-', namespace: 'shop' };
+      if (labels) metadata.labels = labels;
+      if (annotations) metadata.annotations = annotations;
+      return { apiVersion: 'v1', kind: 'Pod', metadata, spec: { containers: [{ name: 'web', image: 'nginx' }] } } as V1Pod;
+    }),
+    namespaceLabels: fc.constantFrom<Record<string, string> | undefined>(undefined, {}, { [`${prefix}/injection`]: 'disabled' }),
+  }),
+);
+
+describe('matchConditions', () => {
+  it('send every pod the rules could inject outside an enabled namespace, and keep some out (CEL, fast-check)', () => {
+    let keptOut = 0;
+    let sent = 0;
+    fc.assert(
+      fc.property(world, ({ config, pod, namespaceLabels }) => {
+        const conditions = matchConditionsFor(config);
+        expect(conditions.length).toBeLessThanOrEqual(64);
+        const sends = evaluate(conditions, pod);
+        if (decide(pod, 'shop', namespaceLabels, config).action === 'inject') expect(sends).toBe(true);
+        if (sends) sent += 1;
+        else keptOut += 1;
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+    expect(keptOut).toBeGreaterThan(RUNS / 10);
+    expect(sent).toBeGreaterThan(RUNS / 10);
+  });
+
+  it('opt-out has none: every pod is sent', () => {
+    const r = parseConfigText('policy: opt-out', 'c.yaml');
+    expect(r.ok && matchConditionsFor(r.compiled)).toEqual([]);
+  });
+
+  it('a pod with no labels and no annotations maps is kept out under opt-in, without a CEL error', () => {
+    const r = parseConfigText('alwaysInjectSelector: [{ matchExpressions: [{ key: team, operator: NotIn, values: [a] }] }]\nneverInjectSelector: [{ matchLabels: { x: y } }]', 'c.yaml');
+    if (!r.ok) throw new Error(r.errors.join());
+    const bare = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'web-' }, spec: { containers: [] } };
+    // NotIn selects a pod without the label, as in Kubernetes: rule 6 injects it, so it is sent.
+    expect(evaluate(matchConditionsFor(r.compiled), bare)).toBe(true);
+    const plain = parseConfigText('', 'c.yaml');
+    expect(plain.ok && evaluate(matchConditionsFor(plain.compiled), bare)).toBe(false);
+  });
+});
