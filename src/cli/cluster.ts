@@ -8,11 +8,13 @@ import type { Logger } from 'pino';
 import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import { featuresOf, formatVersion, type KubeVersion } from '../core/kube-version.js';
 import type { CompiledConfig } from '../core/config.js';
+import { matchConditionsFor } from '../core/match-conditions.js';
 import { runAudit } from '../kube/audit.js';
 import { CaBundleWriter } from '../kube/ca-bundle.js';
 import type { KubeClient } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
 import { detectServerFeatures } from '../kube/features.js';
+import { MatchConditionsWriter } from '../kube/match-conditions.js';
 import { NamespaceCache } from '../kube/namespaces.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { ParsedFlags } from './args.js';
@@ -23,6 +25,8 @@ export interface ClusterFeatures {
   server(): ServerFeatures;
   events: EventRecorder | undefined;
   caBundle: CaBundleWriter | undefined;
+  /** The config was reloaded: bring what is derived from it (matchConditions) in step. */
+  configChanged(): void;
   /** Why /readyz is not ready yet, or undefined; bounded by syncBoundMs. */
   notReady(): string | undefined;
   stop(): void;
@@ -38,8 +42,10 @@ export interface ClusterOptions {
   syncBoundMs?: number;
   /** --audit-interval: run the audit this often (ms). */
   auditIntervalMs?: number;
-  /** The config in force, read at each audit. */
+  /** The config in force, read at each audit and matchConditions write. */
   config: () => CompiledConfig;
+  /** --webhook-config: the MutatingWebhookConfiguration whose matchConditions follow the config. */
+  webhookConfig?: string;
 }
 
 /** Build the parts, then start them: namespace cache → feature probe → events → caBundle → audit loop. */
@@ -54,7 +60,12 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     events: { synced: metrics.namespaceCacheSynced, watchRestart: metrics.namespaceWatchRestart, lookup: metrics.namespaceLookup },
   });
   void namespaces.run();
-  const features = probeFeatures(client, opts.kubeVersion, log);
+  const conditions = opts.webhookConfig ? matchConditionsWriter(client, opts.webhookConfig, opts, log) : undefined;
+  const features = probeFeatures(client, opts.kubeVersion, log, (server) => {
+    if (!conditions) return;
+    if (server.matchConditions) conditions.sync();
+    else log.info('the API server has no webhook matchConditions (before 1.28): every pod in scope is sent');
+  });
   const events = flags['no-events'] !== true && flags.events !== false ? new EventRecorder({ client, logger: log, onResult: metrics.event }) : undefined;
   const caBundleName = flags['patch-ca-bundle'] as string | undefined;
   const caBundle = caBundleName ? new CaBundleWriter({ client, name: caBundleName, caPath: opts.caPath, logger: log, onResult: metrics.caBundle }) : undefined;
@@ -67,8 +78,12 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     events,
     caBundle,
     notReady: readiness(namespaces, features.probed, opts.syncBoundMs ?? 30_000, log),
+    configChanged: () => {
+      if (features.server().matchConditions) conditions?.sync();
+    },
     stop: () => {
       features.stop();
+      conditions?.stop();
       audit?.stop();
       namespaces.stop();
       caBundle?.stop();
@@ -84,10 +99,11 @@ interface FeatureProbe {
 }
 
 /** Native sidecar support: from --kube-version, else asked of /version and OpenAPI, retried in the background until it answers. */
-function probeFeatures(client: KubeClient, kubeVersion: KubeVersion | undefined, log: Logger): FeatureProbe {
+function probeFeatures(client: KubeClient, kubeVersion: KubeVersion | undefined, log: Logger, onKnown: (server: ServerFeatures) => void): FeatureProbe {
   if (kubeVersion) {
     const server = featuresOf(kubeVersion);
-    log.info({ kubeVersion: formatVersion(kubeVersion), nativeSidecars: server.nativeSidecars }, 'server features from --kube-version');
+    log.info({ kubeVersion: formatVersion(kubeVersion), ...server }, 'server features from --kube-version');
+    onKnown(server);
     return { server: () => server, probed: () => true, stop: () => undefined };
   }
   let server: ServerFeatures = UNKNOWN_SERVER;
@@ -99,7 +115,8 @@ function probeFeatures(client: KubeClient, kubeVersion: KubeVersion | undefined,
       probed = true;
       if (found.version !== 'unknown') {
         server = found.features;
-        log.info({ version: found.version, nativeSidecars: server.nativeSidecars, how: found.how }, 'server features');
+        log.info({ version: found.version, ...server, how: found.how }, 'server features');
+        onKnown(server);
         return;
       }
       if (attempt === 1) log.warn({ how: found.how }, 'server features unknown until the API server answers: nativeSidecar auto injects regular containers, true stays native');
@@ -107,6 +124,20 @@ function probeFeatures(client: KubeClient, kubeVersion: KubeVersion | undefined,
     }
   })();
   return { server: () => server, probed: () => probed, stop: () => (stopped = true) };
+}
+
+/** --webhook-config: matchConditions of the config in force, written by the replicas. */
+function matchConditionsWriter(client: KubeClient, name: string, opts: ClusterOptions, log: Logger): MatchConditionsWriter {
+  return new MatchConditionsWriter({
+    client,
+    name,
+    logger: log,
+    onResult: opts.metrics.matchConditions,
+    desired: () => {
+      const config = opts.config();
+      return { conditions: matchConditionsFor(config), namespaceLabel: config.keys.namespaceInjection, revision: config.revision };
+    },
+  });
 }
 
 /** --audit-interval: the audit in the server, exported as sidecar_injector_pods{state}. */

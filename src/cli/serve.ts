@@ -35,6 +35,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   'log-level': { type: 'string', env: true, default: 'info', help: 'trace, debug, info, warn, error' },
   kubeconfig: { type: 'string', env: true, help: 'kubeconfig file for cluster access (default: in-cluster when in a pod, else none)' },
   'patch-ca-bundle': { type: 'string', env: true, help: 'MutatingWebhookConfiguration whose webhooks get ca.crt (beside --tls-cert) as caBundle' },
+  'webhook-config': { type: 'string', env: true, help: 'MutatingWebhookConfiguration whose matchConditions follow the config (API servers 1.28+)' },
   events: { type: 'boolean', env: true, help: 'record Kubernetes Events for admissions (default on with a cluster)' },
   'no-events': { type: 'boolean', help: 'do not record Events' },
   'kube-version': { type: 'string', env: true, help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
@@ -132,6 +133,7 @@ interface Settings {
   kubeVersion: KubeVersion | undefined;
   auditIntervalMs: number | undefined;
   caBundleName: string | undefined;
+  webhookConfig: string | undefined;
 }
 
 function readSettings(flags: ParsedFlags): Settings {
@@ -149,6 +151,7 @@ function readSettings(flags: ParsedFlags): Settings {
     kubeVersion: kubeVersionFlag(flags['kube-version'] as string | undefined),
     auditIntervalMs: durationFlag('audit-interval', flags['audit-interval'] as string | undefined),
     caBundleName: flags['patch-ca-bundle'] as string | undefined,
+    webhookConfig: flags['webhook-config'] as string | undefined,
   };
 }
 
@@ -193,6 +196,7 @@ async function connect(
   if (!client) {
     if (s.caBundleName) throw new StartupError(['--patch-ca-bundle needs cluster access (--kubeconfig, or running in a pod)']);
     if (s.auditIntervalMs) throw new StartupError(['--audit-interval needs cluster access (--kubeconfig, or running in a pod)']);
+    if (s.webhookConfig) throw new StartupError(['--webhook-config needs cluster access (--kubeconfig, or running in a pod)']);
     logger.info('no cluster access (no --kubeconfig, not in a pod): namespace labels (rule 7), --patch-ca-bundle and events are off');
     return undefined;
   }
@@ -204,6 +208,7 @@ async function connect(
     caPath: s.caPath,
     auditIntervalMs: s.auditIntervalMs,
     config: () => config.current,
+    webhookConfig: s.webhookConfig,
   });
 }
 
@@ -266,7 +271,13 @@ async function watchConfigAndTls(
   metrics: Metrics,
 ): Promise<FileWatcher[]> {
   const watchers: FileWatcher[] = [];
-  if (s.watchConfig) watchers.push(await watchFiles([s.configPath], () => reloadConfig(s, config, logger, metrics)));
+  if (s.watchConfig) {
+    watchers.push(
+      await watchFiles([s.configPath], async () => {
+        if (await reloadConfig(s, config, logger, metrics)) cluster?.configChanged();
+      }),
+    );
+  }
   watchers.push(await watchFiles([s.certPath, s.keyPath], () => reloadTls(s, https, logger, metrics)));
   // --patch-ca-bundle: written at start (startCluster) and whenever ca.crt changes, with the pair or on its own
   // (cert-manager rolls the CA before the leaf); a reload that leaves ca.crt as it was has nothing to write.
@@ -274,18 +285,20 @@ async function watchConfigAndTls(
   return watchers;
 }
 
-async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, metrics: Metrics): Promise<void> {
+/** True when a new config is in force. */
+async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, metrics: Metrics): Promise<boolean> {
   const next = await loadConfigFile(s.configPath);
   if (!next.ok) {
     metrics.configReload('failure');
     logger.error({ errors: next.errors, revision: config.current.revision }, 'config reload rejected; keeping the last good config');
-    return;
+    return false;
   }
   const previous = config.current.revision;
   config.current = next.compiled;
   metrics.configReload('success');
   metrics.configRevision(config.current.revision);
   logger.info({ revision: config.current.revision, previous }, 'config reloaded');
+  return true;
 }
 
 async function reloadTls(s: Settings, https: HttpsListener, logger: Logger, metrics: Metrics): Promise<void> {

@@ -29,9 +29,11 @@ export interface Injection {
 export interface ServerFeatures {
   /** Init containers with `restartPolicy: Always` (Kubernetes 1.29+); older servers drop the field. */
   nativeSidecars: boolean | undefined;
+  /** Webhook matchConditions (1.28+, GA in 1.30); only the matchConditions writer asks. */
+  matchConditions?: boolean;
 }
 
-export const UNKNOWN_SERVER: ServerFeatures = { nativeSidecars: undefined };
+export const UNKNOWN_SERVER: ServerFeatures = { nativeSidecars: undefined, matchConditions: undefined };
 
 /**
  * SPEC 4: `true` is the config's word and falls back only on a server known to

@@ -12,6 +12,9 @@ export interface KubeVersion {
 /** Native sidecars (SidecarContainers) are on by default from 1.29; 1.28 has the field behind an alpha gate that is off. */
 export const NATIVE_SIDECARS_SINCE: KubeVersion = { major: 1, minor: 29 };
 
+/** Webhook matchConditions: beta and on by default from 1.28 (AdmissionWebhookMatchConditions), GA in 1.30. */
+export const MATCH_CONDITIONS_SINCE: KubeVersion = { major: 1, minor: 28 };
+
 /** Newer than anything released: what `inject` assumes when no --kube-version is given. */
 export const NEWEST: KubeVersion = { major: 1, minor: Number.MAX_SAFE_INTEGER };
 
@@ -39,7 +42,7 @@ export function versionFields(major: unknown, minor: unknown): KubeVersion | und
 }
 
 export function featuresOf(version: KubeVersion): ServerFeatures {
-  return { nativeSidecars: atLeast(version, NATIVE_SIDECARS_SINCE) };
+  return { nativeSidecars: atLeast(version, NATIVE_SIDECARS_SINCE), matchConditions: atLeast(version, MATCH_CONDITIONS_SINCE) };
 }
 
 export function formatVersion(v: KubeVersion): string {

@@ -13,8 +13,9 @@
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
 import type { KubeClient } from './client.js';
+import { SyncLoop } from './sync-loop.js';
 
-const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/';
+export const MWC_PATH = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/';
 
 export type CaBundleResult = 'patched' | 'unchanged' | 'failure';
 
@@ -50,53 +51,25 @@ export interface CaBundleOptions {
 }
 
 export class CaBundleWriter {
-  private wanted = 0;
-  private running = false;
-  private stopped = false;
-  private wake: (() => void) | undefined;
+  private readonly loop: SyncLoop;
 
-  constructor(private readonly opts: CaBundleOptions) {}
+  constructor(private readonly opts: CaBundleOptions) {
+    this.loop = new SyncLoop(async () => opts.onResult(await this.writeOnce()), {
+      logger: opts.logger.child({ webhookConfiguration: opts.name }),
+      what: 'caBundle',
+      backoffInitialMs: opts.backoffInitialMs,
+      backoffMaxMs: opts.backoffMaxMs,
+      onFailure: () => opts.onResult('failure'),
+    });
+  }
 
-  /** Asks for the CA to be written now; a write in progress is superseded. */
+  /** Asks for the CA to be written now; a write in progress is followed by another. */
   sync(): void {
-    this.wanted += 1;
-    this.wake?.();
-    if (!this.running) void this.loop();
+    this.loop.sync();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.wake?.();
-  }
-
-  private async loop(): Promise<void> {
-    this.running = true;
-    let failures = 0;
-    let done = 0;
-    while (!this.stopped && done < this.wanted) {
-      const generation = this.wanted;
-      try {
-        const result = await this.writeOnce();
-        this.opts.onResult(result);
-        done = generation;
-        failures = 0;
-      } catch (err) {
-        this.opts.onResult('failure');
-        failures += 1;
-        const initial = this.opts.backoffInitialMs ?? 1000;
-        const delay = Math.min(this.opts.backoffMaxMs ?? 60_000, initial * 2 ** Math.min(failures - 1, 16));
-        this.opts.logger.warn({ webhookConfiguration: this.opts.name, err: (err as Error).message, retryInMs: delay }, 'caBundle not written; retrying');
-        await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, delay);
-          this.wake = () => {
-            clearTimeout(timer);
-            resolve();
-          };
-        });
-        this.wake = undefined;
-      }
-    }
-    this.running = false;
+    this.loop.stop();
   }
 
   private async writeOnce(): Promise<CaBundleResult> {

@@ -7,7 +7,7 @@
  * behind an alpha gate that is off by default, so a schema with the field and
  * a 1.28 minor still means no.)
  */
-import { atLeast, featuresOf, NATIVE_SIDECARS_SINCE, plainGitVersion, versionFields } from '../core/kube-version.js';
+import { atLeast, featuresOf, MATCH_CONDITIONS_SINCE, NATIVE_SIDECARS_SINCE, plainGitVersion, versionFields } from '../core/kube-version.js';
 import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import type { KubeClient } from './client.js';
 
@@ -64,8 +64,10 @@ export async function detectServerFeatures(client: KubeClient): Promise<FeatureD
   const hasField = await containerHasRestartPolicy(client);
   if (hasField === undefined) return { ...unknown('no OpenAPI schema readable'), version: gitVersion };
   const fields = versionFields(info.major, info.minor);
+  // matchConditions by the minor alone: a server whose gate is off drops the field, which the writer notices.
+  const matchConditions = fields ? atLeast(fields, MATCH_CONDITIONS_SINCE) : undefined;
   if (hasField && fields && !atLeast(fields, NATIVE_SIDECARS_SINCE)) {
-    return { features: { nativeSidecars: false }, version: gitVersion, how: `OpenAPI schema has the field, but ${fields.major}.${fields.minor} gates it off` };
+    return { features: { nativeSidecars: false, matchConditions }, version: gitVersion, how: `OpenAPI schema has the field, but ${fields.major}.${fields.minor} gates it off` };
   }
-  return { features: { nativeSidecars: hasField }, version: gitVersion, how: `OpenAPI schema ${hasField ? 'has' : 'lacks'} Container.restartPolicy` };
+  return { features: { nativeSidecars: hasField, matchConditions }, version: gitVersion, how: `OpenAPI schema ${hasField ? 'has' : 'lacks'} Container.restartPolicy` };
 }

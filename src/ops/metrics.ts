@@ -16,6 +16,7 @@ export interface Metrics {
   namespaceWatchRestart(reason: NamespaceWatchRestart): void;
   namespaceLookup(result: 'fetched' | 'failed'): void;
   caBundle(result: 'patched' | 'unchanged' | 'failure'): void;
+  matchConditions(result: 'patched' | 'unchanged' | 'rejected' | 'unsupported' | 'failure'): void;
   event(result: 'created' | 'updated' | 'dropped' | 'failed'): void;
   auditResult(counts: AuditCounts): void;
   auditFailed(): void;
@@ -83,6 +84,12 @@ export function createMetrics(): Metrics {
     labelNames: ['result'],
     registers: [registry],
   });
+  const matchConditions = new Counter({
+    name: 'sidecar_injector_match_conditions_writes_total',
+    help: 'matchConditions checks of --webhook-config, by result: patched, unchanged, rejected (by the API server; removed so every pod is sent), unsupported (dropped by the API server), failure (retried).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   const events = new Counter({
     name: 'sidecar_injector_events_total',
     help: 'Kubernetes Events, by result: created, updated (aggregated count), dropped (queue full), failed.',
@@ -115,6 +122,7 @@ export function createMetrics(): Metrics {
   for (const r of ['closed', 'expired', 'error']) watchRestarts.inc({ reason: r }, 0);
   for (const r of ['fetched', 'failed']) lookups.inc({ result: r }, 0);
   for (const r of ['patched', 'unchanged', 'failure']) caBundles.inc({ result: r }, 0);
+  for (const r of ['patched', 'unchanged', 'rejected', 'unsupported', 'failure']) matchConditions.inc({ result: r }, 0);
   for (const r of ['created', 'updated', 'dropped', 'failed']) events.inc({ result: r }, 0);
 
   return {
@@ -123,6 +131,7 @@ export function createMetrics(): Metrics {
     namespaceWatchRestart: (reason) => watchRestarts.inc({ reason }),
     namespaceLookup: (result) => lookups.inc({ result }),
     caBundle: (result) => caBundles.inc({ result }),
+    matchConditions: (result) => matchConditions.inc({ result }),
     event: (result) => events.inc({ result }),
     auditResult: (counts) => {
       for (const state of [...PROBLEM_STATES, 'injected'] as const) pods.set({ state }, counts[state]);

@@ -105,6 +105,17 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
     }
   });
 
+  it('two entries split by the namespace label: enabled namespaces send every pod, the others get matchConditions from the replicas', () => {
+    const mwc = one('MutatingWebhookConfiguration') as Doc & { webhooks: { name: string; namespaceSelector: { matchExpressions: unknown[] } }[] };
+    expect(mwc.webhooks.map((w) => w.name)).toEqual(['namespaces.pods.sidecar-injector.io', 'pods.sidecar-injector.io']);
+    expect(mwc.webhooks.map((w) => w.namespaceSelector.matchExpressions.find((e) => (e as { key: string }).key === 'sidecar-injector.io/injection'))).toEqual([
+      { key: 'sidecar-injector.io/injection', operator: 'In', values: ['enabled'] },
+      { key: 'sidecar-injector.io/injection', operator: 'NotIn', values: ['enabled'] },
+    ]);
+    const args = (one('Deployment').spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!.args;
+    expect(args).toContain(`--webhook-config=${mwc.metadata.name as string}`);
+  });
+
   it('ships a config that validate-config accepts', () => {
     const cm = of('ConfigMap').find((d) => d.metadata.labels?.['app.kubernetes.io/component'] === 'sidecar-injector-config')!;
     const text = (cm.data as Record<string, string>)['config.yaml']!;
@@ -174,11 +185,9 @@ describe('chart modes', () => {
 
   it('allowPodOptOut: false drops the objectSelector, so inject=false pods still reach the webhook to be refused', () => {
     const docs = renderDocs([valuesFile('opt-out')]);
-    const hook = (docs.find((d) => d.kind === 'MutatingWebhookConfiguration')!.webhooks as Record<string, unknown>[])[0]!;
-    expect(hook.objectSelector).toBeUndefined();
-    expect(renderDocs([]).find((d) => d.kind === 'MutatingWebhookConfiguration')!.webhooks).toEqual([
-      expect.objectContaining({ objectSelector: { matchExpressions: [{ key: 'sidecar-injector.io/inject', operator: 'NotIn', values: ['false'] }] } }),
-    ]);
+    for (const hook of docs.find((d) => d.kind === 'MutatingWebhookConfiguration')!.webhooks as Record<string, unknown>[]) expect(hook.objectSelector).toBeUndefined();
+    const optOut = expect.objectContaining({ objectSelector: { matchExpressions: [{ key: 'sidecar-injector.io/inject', operator: 'NotIn', values: ['false'] }] } });
+    expect(renderDocs([]).find((d) => d.kind === 'MutatingWebhookConfiguration')!.webhooks).toEqual([optOut, optOut]);
     expect(argsOf(docs)).toEqual(expect.arrayContaining(['--no-events', '--audit-interval=15m']));
   });
 

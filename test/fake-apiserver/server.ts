@@ -23,6 +23,12 @@
  *   interface definition".
  * - PATCH with `application/json-patch+json` (a failed `test` is 422) and
  *   `application/strategic-merge-patch+json`: "API Concepts" > "Patch".
+ * - MutatingWebhookConfiguration writes: matchConditions validated as
+ *   pkg/apis/admissionregistration/validation/validation.go does
+ *   (validateMatchConditions: at most 64, names required, qualified and
+ *   unique, expressions required and compiling; 422 Invalid otherwise), and
+ *   dropped on write where the feature is off (the registry strategy's
+ *   dropDisabledFields for AdmissionWebhookMatchConditions).
  * - core/v1 Events: the validation kube-apiserver applies to a legacy Event
  *   (involvedObject.namespace must equal the Event's namespace), names unique
  *   in a namespace (409 AlreadyExists).
@@ -35,6 +41,7 @@ import { randomUUID } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { applyPatch, type Operation } from 'rfc6902';
+import { parse as parseCel } from '@bufbuild/cel';
 import { generateCertificates } from '../../src/tls/generate.js';
 
 type Obj = Record<string, unknown>;
@@ -46,6 +53,8 @@ export interface FakeOptions {
   openapi?: { v3: boolean; v2: boolean; restartPolicy: boolean };
   /** Bearer tokens accepted; default ["test-token"]. */
   tokens?: string[];
+  /** Webhook matchConditions enabled (1.28+ with the gate on); default true. */
+  matchConditions?: boolean;
 }
 
 export interface RequestRecord {
@@ -124,6 +133,7 @@ export class FakeApiServer {
       version: opts.version ?? { gitVersion: 'v1.31.2', major: '1', minor: '31' },
       openapi: opts.openapi ?? { v3: true, v2: true, restartPolicy: true },
       tokens: opts.tokens ?? ['test-token'],
+      matchConditions: opts.matchConditions ?? true,
     };
   }
 
@@ -443,6 +453,11 @@ export class FakeApiServer {
     } else {
       return this.json(res, 415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`));
     }
+    if (collection === 'mutatingwebhookconfigurations') {
+      const problem = matchConditionsProblem(next);
+      if (problem) return this.json(res, 422, status(422, 'Invalid', `MutatingWebhookConfiguration.admissionregistration.k8s.io "${meta(next).name as string}" is invalid: ${problem}`));
+      if (!this.opts.matchConditions) for (const w of (next.webhooks as Obj[] | undefined) ?? []) delete w.matchConditions;
+    }
     this.json(res, 200, this.put(collection, next));
   }
 }
@@ -469,3 +484,30 @@ function eventProblem(e: Obj, namespace: string): string | undefined {
   if (typeof e.reportingComponent === 'string' && typeof e.reportingInstance !== 'string') return 'reportingInstance: Required value';
   return undefined;
 }
+
+const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/;
+
+/** validateMatchConditions (admissionregistration validation.go), the expression compiled by a real CEL parser. */
+function matchConditionsProblem(mwc: Obj): string | undefined {
+  const webhooks = (mwc.webhooks as Obj[] | undefined) ?? [];
+  for (const [i, w] of webhooks.entries()) {
+    const conditions = (w.matchConditions as { name?: string; expression?: string }[] | undefined) ?? [];
+    const at = `webhooks[${i}].matchConditions`;
+    if (conditions.length > 64) return `${at}: Too many: ${conditions.length}: must have at most 64 items`;
+    const names = new Set<string>();
+    for (const [j, c] of conditions.entries()) {
+      if (!c.name) return `${at}[${j}].name: Required value`;
+      if (!QUALIFIED_NAME.test(c.name)) return `${at}[${j}].name: Invalid value: "${c.name}": must be a qualified name`;
+      if (names.has(c.name)) return `${at}[${j}].name: Duplicate value: "${c.name}"`;
+      names.add(c.name);
+      if (!c.expression) return `${at}[${j}].expression: Required value`;
+      try {
+        parseCel(c.expression);
+      } catch (err) {
+        return `${at}[${j}].expression: Invalid value: "${c.expression}": compilation failed: ${(err as Error).message.split('\n')[0]}`;
+      }
+    }
+  }
+  return undefined;
+}
+

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { generateCertificates, type CertificateSet } from '../../src/tls/generate.js';
 import { FakeApiServer, type FakeOptions } from '../fake-apiserver/server.js';
 import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
+import { TEST_CONFIG_YAML } from '../helpers/configs.js';
 import { eventually, parsePrometheus, sampleValue } from '../helpers/ops.js';
 import { runCli } from '../helpers/process.js';
 import { startServe, stopServeProcesses, type ServeProcess } from '../helpers/serve-process.js';
@@ -214,6 +215,34 @@ describe('nativeSidecar: auto, decided by the API server', () => {
 
   it('--kube-version overrides the probe', async () => {
     expect(await injectedAs({ version: { gitVersion: 'v1.31.0', major: '1', minor: '31' } }, ['--kube-version', '1.27'])).not.toContain('/spec/initContainers');
+  });
+});
+
+describe('matchConditions (--webhook-config)', () => {
+  const conditions = (fake: FakeApiServer) =>
+    (fake.get('mutatingwebhookconfigurations', MWC_NAME) as { webhooks: { matchConditions?: { name: string; expression: string }[] }[] }).webhooks[0]!.matchConditions;
+
+  it('written at start from the config in force, and kept in step when the config is reloaded', async () => {
+    const fake = await startFakeCluster();
+    const s = await startServer(fake, ['--webhook-config', MWC_NAME]);
+    await eventually(async () => conditions(fake), 'the conditions');
+    expect(conditions(fake)!.map((c) => c.name)).toEqual(['sidecar-injector-asked']);
+    expect(conditions(fake)![0]!.expression).toContain('"sidecar-injector.io/inject"');
+    // A new prefix: the conditions follow it.
+    s.config.update({ 'config.yaml': `annotationPrefix: inject.example.com\n${TEST_CONFIG_YAML}` });
+    await eventually(async () => (conditions(fake)?.[0]?.expression.includes('"inject.example.com/inject"') ? true : undefined), 'the new conditions');
+    // opt-out: every pod must be sent, so they go.
+    s.config.update({ 'config.yaml': `policy: opt-out\n${TEST_CONFIG_YAML.replace('policy: opt-in', '')}` });
+    await eventually(async () => (conditions(fake) === undefined ? true : undefined), 'no conditions');
+    expect(sampleValue(await scrape(s), 'sidecar_injector_match_conditions_writes_total', { result: 'patched' })).toBe(3);
+  });
+
+  it('a 1.27 server has none: nothing is written', async () => {
+    const fake = await startFakeCluster({ version: { gitVersion: 'v1.27.9', major: '1', minor: '27' } });
+    const s = await startServer(fake, ['--webhook-config', MWC_NAME]);
+    await s.proc.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('the API server has no webhook matchConditions'));
+    expect(conditions(fake)).toBeUndefined();
+    expect(fake.requests.filter((r) => r.method === 'PATCH')).toEqual([]);
   });
 });
 

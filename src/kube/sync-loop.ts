@@ -1,0 +1,69 @@
+/**
+ * A background write that converges: `sync()` asks for one run of `write`,
+ * a run already going is followed by one more (newer state wins), failures
+ * retry with capped exponential backoff until success or stop(). Never on
+ * the admission path. Shared by the caBundle and matchConditions writers.
+ */
+import type { Logger } from 'pino';
+
+export interface SyncLoopOptions {
+  logger: Logger;
+  /** For the retry log line: what is not written. */
+  what: string;
+  backoffInitialMs?: number;
+  backoffMaxMs?: number;
+  /** Each failed attempt (the caller counts it). */
+  onFailure(err: Error): void;
+}
+
+export class SyncLoop {
+  private wanted = 0;
+  private running = false;
+  private stopped = false;
+  private wake: (() => void) | undefined;
+
+  constructor(
+    private readonly write: () => Promise<void>,
+    private readonly opts: SyncLoopOptions,
+  ) {}
+
+  sync(): void {
+    this.wanted += 1;
+    this.wake?.();
+    if (!this.running && !this.stopped) void this.loop();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.wake?.();
+  }
+
+  private async loop(): Promise<void> {
+    this.running = true;
+    let failures = 0;
+    let done = 0;
+    while (!this.stopped && done < this.wanted) {
+      const generation = this.wanted;
+      try {
+        await this.write();
+        done = generation;
+        failures = 0;
+      } catch (err) {
+        this.opts.onFailure(err as Error);
+        failures += 1;
+        const initial = this.opts.backoffInitialMs ?? 1000;
+        const delay = Math.min(this.opts.backoffMaxMs ?? 60_000, initial * 2 ** Math.min(failures - 1, 16));
+        this.opts.logger.warn({ err: (err as Error).message, retryInMs: delay }, `${this.opts.what} not written; retrying`);
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, delay);
+          this.wake = () => {
+            clearTimeout(timer);
+            resolve();
+          };
+        });
+        this.wake = undefined;
+      }
+    }
+    this.running = false;
+  }
+}
