@@ -89,10 +89,10 @@ export function kubeVersionFlag(raw: string | undefined): KubeVersion | undefine
 }
 
 /** `--audit-interval 10m`: 1h, 30m, 90s, 1h30m, or bare seconds; undefined when not given or 0. At least 10 s. */
-export function durationFlag(name: string, raw: string | undefined): number | undefined {
+export function durationFlag(name: string, raw: string | undefined, minSeconds = 10): number | undefined {
   if (raw === undefined || raw === '' || raw === '0') return undefined;
   const m = /^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$/.exec(raw);
   const seconds = /^\d+$/.test(raw) ? Number(raw) : m && raw !== '' ? Number(m[1] ?? 0) * 3600 + Number(m[2] ?? 0) * 60 + Number(m[3] ?? 0) : NaN;
-  if (!Number.isFinite(seconds) || seconds < 10) throw new UsageError(`--${name}: expected a duration of at least 10s such as 10m or 1h, got "${raw}"`);
+  if (!Number.isFinite(seconds) || seconds < minSeconds) throw new UsageError(`--${name}: expected a duration of at least ${minSeconds}s such as 10m or 1h, got "${raw}"`);
   return seconds * 1000;
 }

@@ -8,11 +8,15 @@ import type { CompiledConfig } from '../core/config.js';
 import type { AuditReport } from '../core/audit.js';
 import { featuresOf } from '../core/kube-version.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile, parseConfigText } from '../config/load.js';
-import { runAudit } from '../kube/audit.js';
+import type { WebhookScope } from '../core/scope.js';
+import { RESTARTABLE, type RolloutKind } from '../core/rollout.js';
+import type { KubeVersion } from '../core/kube-version.js';
+import { findWebhookScope, runAudit, WEBHOOK_CONFIG_SELECTOR } from '../kube/audit.js';
+import { describeTarget, restartWorkloads, type RestartResult, type RestartTarget } from '../kube/restart.js';
 import { connectCluster, type KubeClient } from '../kube/client.js';
 import { detectServerFeatures } from '../kube/features.js';
 import { forEachPage } from '../kube/list.js';
-import { kubeVersionFlag, parseFlags, UsageError, type FlagSpecs } from './args.js';
+import { durationFlag, intFlag, kubeVersionFlag, parseFlags, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
 import type { CommandIO } from './io.js';
 
 export const AUDIT_FLAGS: FlagSpecs = {
@@ -22,6 +26,11 @@ export const AUDIT_FLAGS: FlagSpecs = {
   output: { type: 'string', short: 'o', default: 'table', help: 'table or json' },
   kubeconfig: { type: 'string', env: true, help: 'kubeconfig file (default: in-cluster in a pod, else $KUBECONFIG or ~/.kube/config)' },
   'kube-version': { type: 'string', help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
+  'webhook-config': { type: 'string', env: true, help: "the MutatingWebhookConfiguration whose selectors decide which pods count (default: the chart's, by its label)" },
+  restart: { type: 'boolean', default: false, help: 'roll the Deployments, StatefulSets and DaemonSets of missed and stale pods, as kubectl rollout restart does' },
+  'dry-run': { type: 'boolean', default: false, help: 'with --restart: print what would be restarted, change nothing' },
+  'max-concurrent': { type: 'string', default: '1', help: 'with --restart: rollouts at a time' },
+  'rollout-timeout': { type: 'string', default: '5m', help: 'with --restart: how long to wait for each rollout before reporting it and moving on' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -34,9 +43,22 @@ their namespace was labelled), pods injected with another config revision
 the workload to restart. Exit 1 when anything is missed or stale, 0 when
 clean, 2 on error.
 
+Only pods the webhook configuration's namespaceSelector and objectSelector
+send to the webhook count (the chart's configuration, found by its label, or
+--webhook-config); without one, the rules alone, and stderr says so.
+
+With --restart, the Deployments, StatefulSets and DaemonSets behind missed and
+stale pods are restarted as kubectl rollout restart does, --max-concurrent at
+a time, each waited for (as kubectl rollout status) up to --rollout-timeout.
+CronJobs, Jobs and bare pods are listed with what to do, never touched.
+Exit 0 when every rollout completed and nothing else is left, 1 otherwise.
+Needs get and patch on those kinds.
+
 Example:
   sidecar-injector audit -A
-  sidecar-injector audit -n shop -o json | jq '.workloads[].action'`;
+  sidecar-injector audit -n shop -o json | jq '.workloads[].action'
+  sidecar-injector audit -A --restart --dry-run
+  sidecar-injector audit -A --restart --max-concurrent 3`;
 
 /** The label that marks the chart's ConfigMap holding the webhook's config (key config.yaml). */
 export const CONFIG_MAP_SELECTOR = 'app.kubernetes.io/component=sidecar-injector-config';
@@ -93,39 +115,108 @@ function summary(report: AuditReport): string {
   return `${c.pods} pods: ${c.missed} missed, ${c.stale} stale, ${c.conflict} conflict, ${c.injected} injected`;
 }
 
-export async function runAuditCommand(argv: string[], io: CommandIO, opts: { lean?: boolean } = {}): Promise<number> {
-  const { flags } = parseFlags(AUDIT_FLAGS, argv, io.env);
+interface AuditFlags {
+  namespace: string | undefined;
+  format: 'table' | 'json';
+  kubeVersion: KubeVersion | undefined;
+  restart: { dryRun: boolean; maxConcurrent: number; timeoutMs: number } | undefined;
+}
+
+function readAuditFlags(flags: ParsedFlags): AuditFlags {
   const namespace = flags.namespace as string | undefined;
   if (namespace !== undefined && flags['all-namespaces']) throw new UsageError('-n and -A exclude each other');
   const format = flags.output as string;
   if (format !== 'table' && format !== 'json') throw new UsageError(`-o: expected table or json, got "${format}"`);
-  const kubeVersion = kubeVersionFlag(flags['kube-version'] as string | undefined);
+  if (flags['dry-run'] && !flags.restart) throw new UsageError('--dry-run goes with --restart');
+  const restart = flags.restart
+    ? {
+        dryRun: flags['dry-run'] === true,
+        maxConcurrent: intFlag(flags, 'max-concurrent', 1, 50),
+        timeoutMs: durationFlag('rollout-timeout', flags['rollout-timeout'] as string, 1) ?? 300_000,
+      }
+    : undefined;
+  return { namespace, format, kubeVersion: kubeVersionFlag(flags['kube-version'] as string | undefined), restart };
+}
+
+async function connect(flags: ParsedFlags, io: CommandIO, lean: boolean | undefined): Promise<KubeClient> {
+  let client: KubeClient | undefined;
   try {
-    let client: KubeClient | undefined;
-    try {
-      client = await connectCluster({ kubeconfig: flags.kubeconfig as string | undefined, env: io.env, lean: opts.lean, kubectlDefaults: true });
-    } catch (err) {
-      throw new AuditError((err as Error).message);
-    }
-    if (!client) throw new AuditError('no cluster: give --kubeconfig, set KUBECONFIG, have ~/.kube/config, or run in a pod');
+    client = await connectCluster({ kubeconfig: flags.kubeconfig as string | undefined, env: io.env, lean, kubectlDefaults: true });
+  } catch (err) {
+    throw new AuditError((err as Error).message);
+  }
+  if (!client) throw new AuditError('no cluster: give --kubeconfig, set KUBECONFIG, have ~/.kube/config, or run in a pod');
+  return client;
+}
+
+/** The webhook configuration's selectors, or undefined (rules only), said on stderr either way. */
+async function chooseScope(client: KubeClient, name: string | undefined, io: CommandIO): Promise<WebhookScope[] | undefined> {
+  const found = await findWebhookScope(client, name);
+  if (found.ok) {
+    io.err(`scope: ${found.source} (${found.webhooks.length} webhook${found.webhooks.length === 1 ? '' : 's'})\n`);
+    return found.webhooks;
+  }
+  if (!found.none) throw new AuditError(found.problem);
+  io.err(`scope: no MutatingWebhookConfiguration labelled ${WEBHOOK_CONFIG_SELECTOR} (--webhook-config names one); counting every pod the rules would inject\n`);
+  return undefined;
+}
+
+function printReport(report: AuditReport, config: ConfigChoice, a: AuditFlags, io: CommandIO, restarts: RestartResult[] | undefined): void {
+  if (a.format === 'json') {
+    const body = { config: { source: config.source, revision: config.compiled.revision }, scope: a.namespace ?? '*', counts: report.counts, workloads: report.workloads(), ...(restarts ? { restarts } : {}) };
+    io.out(`${JSON.stringify(body, null, 2)}\n`);
+    return;
+  }
+  const findings = report.workloads();
+  if (findings.length > 0) {
+    const rows = [['STATE', 'NAMESPACE', 'WORKLOAD', 'PODS', 'EXAMPLE', 'ACTION']];
+    for (const f of findings) rows.push([f.state, f.namespace, `${f.kind.toLowerCase()}/${f.name}`, String(f.pods), f.examples[0] ?? '', f.action]);
+    io.out(`${table(rows)}\n\n`);
+  }
+  io.out(`${summary(report)}${findings.length === 0 ? ': nothing to do' : ''}\n`);
+}
+
+/** --restart: the restartable workloads of missed and stale findings; the rest are reported as left. Exit code. */
+async function restartFindings(client: KubeClient, report: AuditReport, a: NonNullable<AuditFlags['restart']>, io: CommandIO): Promise<{ code: number; results?: RestartResult[] }> {
+  const findings = report.workloads().filter((f) => f.state === 'missed' || f.state === 'stale');
+  const seen = new Set<string>();
+  const targets: RestartTarget[] = [];
+  for (const f of findings) {
+    const key = `${f.namespace}/${f.kind}/${f.name}`;
+    if (!RESTARTABLE.includes(f.kind) || seen.has(key)) continue;
+    seen.add(key);
+    targets.push({ namespace: f.namespace, kind: f.kind as RolloutKind, name: f.name });
+  }
+  const untouched = findings.filter((f) => !RESTARTABLE.includes(f.kind));
+  for (const f of untouched) io.err(`not restarted: ${f.kind.toLowerCase()}/${f.name} -n ${f.namespace} (${f.state}): ${f.action}\n`);
+  if (a.dryRun) {
+    for (const t of targets) io.err(`would restart ${describeTarget(t)}\n`);
+    return { code: findings.length > 0 ? 1 : 0 };
+  }
+  const results = await restartWorkloads(client, targets, { maxConcurrent: a.maxConcurrent, timeoutMs: a.timeoutMs, pollMs: Math.min(1000, a.timeoutMs / 10), progress: (line) => io.err(`${line}\n`) });
+  const left = results.filter((r) => r.outcome !== 'rolled-out').length + untouched.length;
+  io.err(`restart: ${results.length - results.filter((r) => r.outcome !== 'rolled-out').length} of ${results.length} rolled out${left > 0 ? `; ${left} workload${left === 1 ? '' : 's'} left` : ''}\n`);
+  return { code: left > 0 ? 1 : 0, results };
+}
+
+export async function runAuditCommand(argv: string[], io: CommandIO, opts: { lean?: boolean } = {}): Promise<number> {
+  const { flags } = parseFlags(AUDIT_FLAGS, argv, io.env);
+  const a = readAuditFlags(flags);
+  try {
+    const client = await connect(flags, io, opts.lean);
     const config = await chooseConfig(client, flags.config as string | undefined, io);
     io.err(`config: ${config.source} (revision ${config.compiled.revision})\n`);
-    const server = kubeVersion ? featuresOf(kubeVersion) : (await detectServerFeatures(client)).features;
-    const report = await runAudit({ client, config: config.compiled, server, namespace });
-
-    if (format === 'json') {
-      const body = { config: { source: config.source, revision: config.compiled.revision }, scope: namespace ?? '*', counts: report.counts, workloads: report.workloads() };
-      io.out(`${JSON.stringify(body, null, 2)}\n`);
-    } else {
-      const findings = report.workloads();
-      if (findings.length > 0) {
-        const rows = [['STATE', 'NAMESPACE', 'WORKLOAD', 'PODS', 'EXAMPLE', 'ACTION']];
-        for (const f of findings) rows.push([f.state, f.namespace, `${f.kind.toLowerCase()}/${f.name}`, String(f.pods), f.examples[0] ?? '', f.action]);
-        io.out(`${table(rows)}\n\n`);
-      }
-      io.out(`${summary(report)}${findings.length === 0 ? ': nothing to do' : ''}\n`);
+    const scope = await chooseScope(client, flags['webhook-config'] as string | undefined, io);
+    const server = a.kubeVersion ? featuresOf(a.kubeVersion) : (await detectServerFeatures(client)).features;
+    const report = await runAudit({ client, config: config.compiled, server, namespace: a.namespace, scope });
+    if (!a.restart) {
+      printReport(report, config, a, io, undefined);
+      return report.failing ? 1 : 0;
     }
-    return report.failing ? 1 : 0;
+    if (a.format === 'table' || a.restart.dryRun) printReport(report, config, a, io, undefined);
+    const restarted = await restartFindings(client, report, a.restart, io);
+    if (a.format === 'json' && !a.restart.dryRun) printReport(report, config, a, io, restarted.results);
+    return restarted.code;
   } catch (err) {
     if (err instanceof UsageError) throw err;
     io.err(`sidecar-injector audit: ${err instanceof AuditError ? err.message : (err as Error).message}\n`);

@@ -9,7 +9,7 @@ import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import { featuresOf, formatVersion, type KubeVersion } from '../core/kube-version.js';
 import type { CompiledConfig } from '../core/config.js';
 import { matchConditionsFor } from '../core/match-conditions.js';
-import { runAudit } from '../kube/audit.js';
+import { findWebhookScope, runAudit } from '../kube/audit.js';
 import { CaBundleWriter } from '../kube/ca-bundle.js';
 import type { KubeClient } from '../kube/client.js';
 import { EventRecorder } from '../kube/events.js';
@@ -148,7 +148,11 @@ function startAuditLoop(client: KubeClient, interval: number, opts: ClusterOptio
   const audit = async () => {
     const started = Date.now();
     try {
-      const report = await runAudit({ client, config: opts.config(), server: server(), namespaceLabels: (ns) => namespaces.labels(ns) });
+      // The configuration's selectors, read each time: an upgrade may have changed them.
+      const found = await findWebhookScope(client, opts.webhookConfig);
+      if (!found.ok && !found.none) log.warn({ problem: found.problem }, 'audit counts every pod the rules would inject');
+      const scope = found.ok ? found.webhooks : undefined;
+      const report = await runAudit({ client, config: opts.config(), server: server(), namespaceLabels: (ns) => namespaces.labels(ns), scope });
       metrics.auditResult(report.counts);
       log.info({ ...report.counts, durationMs: Date.now() - started }, 'audit');
     } catch (err) {

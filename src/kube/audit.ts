@@ -7,6 +7,7 @@
 import { AuditReport, classifyPod, type Workload } from '../core/audit.js';
 import type { CompiledConfig } from '../core/config.js';
 import type { ServerFeatures } from '../core/inject.js';
+import { sentToWebhook, type WebhookScope } from '../core/scope.js';
 import type { V1Pod } from '@kubernetes/client-node';
 import { KubeError, type KubeClient } from './client.js';
 import { forEachPage } from './list.js';
@@ -19,6 +20,8 @@ export interface AuditOptions {
   server: ServerFeatures;
   /** One namespace; undefined for all. */
   namespace?: string;
+  /** The webhook configuration's selectors: pods it does not send are not counted. Undefined: rules only. */
+  scope?: readonly WebhookScope[];
   /** serve's namespace cache; without it the namespaces are listed. */
   namespaceLabels?: (namespace: string) => Labels | undefined;
   pageSize?: number;
@@ -111,7 +114,9 @@ export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
     try {
       await forEachPage<V1Pod>(opts.client, podsPath, pageSize, async (page) => {
         for (const pod of page.items ?? []) {
-          const verdict = classifyPod(pod, labelsOf(pod.metadata?.namespace ?? ''), opts.config, opts.server);
+          const namespace = pod.metadata?.namespace ?? '';
+          if (opts.scope && !sentToWebhook(opts.scope, namespace, labelsOf(namespace), pod.metadata?.labels)) continue;
+          const verdict = classifyPod(pod, labelsOf(namespace), opts.config, opts.server);
           // Only pods that need attention are traced to their workload.
           const workload = verdict.state === 'fine' || verdict.state === 'injected' ? NO_WORKLOAD : await owners.of(pod);
           report.add(pod.metadata?.name ?? '?', workload, verdict);
@@ -124,3 +129,31 @@ export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
     }
   }
 }
+
+/** The label the chart sets on its MutatingWebhookConfiguration, so the audit finds it. */
+export const WEBHOOK_CONFIG_SELECTOR = 'app.kubernetes.io/component=sidecar-injector-webhook';
+const MWC = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
+
+export type ScopeLookup = { ok: true; webhooks: WebhookScope[]; source: string } | { ok: false; none: true } | { ok: false; none: false; problem: string };
+
+/** The webhook configuration by name, else the one labelled by the chart; none found is an answer, not an error. */
+export async function findWebhookScope(client: KubeClient, name: string | undefined): Promise<ScopeLookup> {
+  const scopeOf = (mwc: { metadata?: { name?: string }; webhooks?: WebhookScope[] }) => ({
+    ok: true as const,
+    webhooks: mwc.webhooks ?? [],
+    source: `MutatingWebhookConfiguration ${mwc.metadata?.name ?? '?'}`,
+  });
+  try {
+    if (name) return scopeOf((await client.request('GET', `${MWC}/${encodeURIComponent(name)}`, { timeoutMs: 10_000 })).body as never);
+    const found: { metadata?: { name?: string }; webhooks?: WebhookScope[] }[] = [];
+    await forEachPage<(typeof found)[number]>(client, `${MWC}?labelSelector=${encodeURIComponent(WEBHOOK_CONFIG_SELECTOR)}`, 100, (page) => {
+      found.push(...(page.items ?? []));
+    });
+    if (found.length > 1) return { ok: false, none: false, problem: `several MutatingWebhookConfigurations labelled ${WEBHOOK_CONFIG_SELECTOR} (${found.map((f) => f.metadata?.name).join(', ')}): pick one with --webhook-config` };
+    return found[0] ? scopeOf(found[0]) : { ok: false, none: true };
+  } catch (err) {
+    if (name && err instanceof KubeError && err.status === 404) return { ok: false, none: false, problem: `MutatingWebhookConfiguration ${name} not found` };
+    return { ok: false, none: false, problem: `cannot read the webhook configuration: ${(err as Error).message}` };
+  }
+}
+

@@ -22,7 +22,9 @@
  *   `paths["api/v1"].serverRelativeURL`): "Kubernetes API" > "OpenAPI
  *   interface definition".
  * - PATCH with `application/json-patch+json` (a failed `test` is 422) and
- *   `application/strategic-merge-patch+json`: "API Concepts" > "Patch".
+ *   `application/strategic-merge-patch+json` or `merge-patch+json` (maps
+ *   merged recursively; a spec change of a Deployment, StatefulSet or
+ *   DaemonSet bumps metadata.generation): "API Concepts" > "Patch".
  * - MutatingWebhookConfiguration writes: matchConditions validated as
  *   pkg/apis/admissionregistration/validation/validation.go does
  *   (validateMatchConditions: at most 64, names required, qualified and
@@ -94,6 +96,8 @@ const LIST_KINDS: Record<string, string> = {
   replicasets: 'ReplicaSetList',
   jobs: 'JobList',
   deployments: 'DeploymentList',
+  statefulsets: 'StatefulSetList',
+  daemonsets: 'DaemonSetList',
   cronjobs: 'CronJobList',
   configmaps: 'ConfigMapList',
   secrets: 'SecretList',
@@ -449,7 +453,12 @@ export class FakeApiServer {
       const failed = results.find((x) => x !== null);
       if (failed) return this.json(res, 422, status(422, 'Invalid', `the server rejected our request due to an error in our request: ${String(failed)}`));
     } else if (type === 'application/strategic-merge-patch+json' || type === 'application/merge-patch+json') {
-      next = { ...found, ...(r.body as Obj), metadata: { ...meta(found), ...(((r.body as Obj).metadata as Obj) ?? {}) } };
+      // RFC 7386: maps merge recursively, null deletes, lists are replaced (strategic merge differs only for keyed lists).
+      next = mergePatch(found, r.body) as Obj;
+      // A spec change bumps metadata.generation (the apps strategies' PrepareForUpdate), so controllers see a new rollout.
+      if (GENERATION_KINDS.has(collection) && JSON.stringify(next.spec) !== JSON.stringify(found.spec)) {
+        next.metadata = { ...meta(next), generation: Number(meta(found).generation ?? 1) + 1 };
+      }
     } else {
       return this.json(res, 415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`));
     }
@@ -511,3 +520,12 @@ function matchConditionsProblem(mwc: Obj): string | undefined {
   return undefined;
 }
 
+const GENERATION_KINDS = new Set(['deployments', 'statefulsets', 'daemonsets']);
+
+function mergePatch(target: unknown, patch: unknown): unknown {
+  if (patch === null || typeof patch !== 'object' || Array.isArray(patch)) return patch;
+  const base = target !== null && typeof target === 'object' && !Array.isArray(target) ? (target as Obj) : {};
+  const merged: Obj = { ...base };
+  for (const [k, v] of Object.entries(patch as Obj)) merged[k] = v === null ? undefined : mergePatch(base[k], v);
+  return Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined));
+}
