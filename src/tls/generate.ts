@@ -41,23 +41,37 @@ function serial(): string {
   return Buffer.from(bytes).toString('hex');
 }
 
-export async function generateCertificates(req: CertificateRequest): Promise<CertificateSet> {
-  // @peculiar/x509 needs the reflect-metadata polyfill; load both only when certificates are made.
+type X509 = typeof import('@peculiar/x509');
+const ALG = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+
+// @peculiar/x509 needs the reflect-metadata polyfill; load both only when certificates are made.
+async function x509Module(): Promise<X509> {
   await import('reflect-metadata');
   const x509 = await import('@peculiar/x509');
   x509.cryptoProvider.set(webcrypto as unknown as Parameters<typeof x509.cryptoProvider.set>[0]);
+  return x509;
+}
 
-  const alg = { name: 'ECDSA', namedCurve: 'P-256', hash: 'SHA-256' };
+function validity(req: Pick<CertificateRequest, 'days' | 'now'>, notAfterCap?: Date): { notBefore: Date; notAfter: Date } {
   const notBefore = new Date((req.now ?? new Date()).getTime() - 5 * 60_000); // tolerate clock skew
   const notAfter = new Date(notBefore.getTime() + req.days * 86_400_000);
+  return { notBefore, notAfter: notAfterCap && notAfterCap < notAfter ? notAfterCap : notAfter };
+}
 
-  const caKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+export interface CertificateAuthority {
+  caCert: string;
+  caKey: string;
+}
+
+/** A self-signed CA (CA:TRUE, pathlen 0, keyCertSign). */
+export async function generateCa(req: CertificateRequest): Promise<CertificateAuthority> {
+  const x509 = await x509Module();
+  const caKeys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const ca = await x509.X509CertificateGenerator.createSelfSigned({
     serialNumber: serial(),
     name: `CN=${req.service}-ca`,
-    notBefore,
-    notAfter,
-    signingAlgorithm: alg,
+    ...validity(req),
+    signingAlgorithm: ALG,
     keys: caKeys,
     extensions: [
       new x509.BasicConstraintsExtension(true, 0, true),
@@ -65,18 +79,26 @@ export async function generateCertificates(req: CertificateRequest): Promise<Cer
       await x509.SubjectKeyIdentifierExtension.create(caKeys.publicKey),
     ],
   });
+  return { caCert: ca.toString('pem') + '\n', caKey: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', caKeys.privateKey)) };
+}
 
-  const leafKeys = (await webcrypto.subtle.generateKey(alg, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
+/** A serving certificate for the Service's names, signed by `ca`, never outliving it. */
+export async function issueServingCertificate(req: CertificateRequest, ca: CertificateAuthority): Promise<{ cert: string; key: string }> {
+  const x509 = await x509Module();
+  const caCert = new x509.X509Certificate(ca.caCert);
+  const der = Buffer.from(ca.caKey.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+  const caPrivate = await webcrypto.subtle.importKey('pkcs8', der, ALG, false, ['sign']);
+  const caPublic = await caCert.publicKey.export(ALG, ['verify']);
+  const leafKeys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair;
   const sans = subjectAltNames(req);
   const leaf = await x509.X509CertificateGenerator.create({
     serialNumber: serial(),
     subject: `CN=${req.service}.${req.namespace}.svc`,
-    issuer: ca.subject,
-    notBefore,
-    notAfter,
-    signingAlgorithm: alg,
+    issuer: caCert.subject,
+    ...validity(req, caCert.notAfter),
+    signingAlgorithm: ALG,
     publicKey: leafKeys.publicKey,
-    signingKey: caKeys.privateKey,
+    signingKey: caPrivate,
     extensions: [
       new x509.BasicConstraintsExtension(false, undefined, true),
       new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature | x509.KeyUsageFlags.keyEncipherment, true),
@@ -85,16 +107,15 @@ export async function generateCertificates(req: CertificateRequest): Promise<Cer
         ...sans.dns.map((value) => ({ type: 'dns' as const, value })),
         ...sans.ips.map((value) => ({ type: 'ip' as const, value })),
       ]),
-      await x509.AuthorityKeyIdentifierExtension.create(caKeys.publicKey),
+      await x509.AuthorityKeyIdentifierExtension.create(caPublic),
     ],
   });
+  return { cert: leaf.toString('pem') + '\n', key: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', leafKeys.privateKey)) };
+}
 
-  return {
-    caCert: ca.toString('pem') + '\n',
-    caKey: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', caKeys.privateKey)),
-    cert: leaf.toString('pem') + '\n',
-    key: pem('PRIVATE KEY', await webcrypto.subtle.exportKey('pkcs8', leafKeys.privateKey)),
-  };
+export async function generateCertificates(req: CertificateRequest): Promise<CertificateSet> {
+  const ca = await generateCa(req);
+  return { ...ca, ...(await issueServingCertificate(req, ca)) };
 }
 
 /** Writes ca.crt, ca.key, tls.crt, tls.key; keys are readable by the owner only. */
