@@ -39,6 +39,8 @@ export interface ClusterOptions {
   /** --kube-version: skips the probe. */
   kubeVersion: KubeVersion | undefined;
   caPath: string;
+  /** tls.crt: the caBundle keeps its issuer trusted. */
+  certPath?: string;
   syncBoundMs?: number;
   /** --audit-interval: run the audit this often (ms). */
   auditIntervalMs?: number;
@@ -68,7 +70,7 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
   });
   const events = flags['no-events'] !== true && flags.events !== false ? new EventRecorder({ client, logger: log, onResult: metrics.event }) : undefined;
   const caBundleName = flags['patch-ca-bundle'] as string | undefined;
-  const caBundle = caBundleName ? new CaBundleWriter({ client, name: caBundleName, caPath: opts.caPath, logger: log, onResult: metrics.caBundle }) : undefined;
+  const caBundle = caBundleName ? new CaBundleWriter({ client, name: caBundleName, caPath: opts.caPath, certPath: opts.certPath, logger: log, onResult: metrics.caBundle }) : undefined;
   caBundle?.sync();
   const audit = opts.auditIntervalMs ? startAuditLoop(client, opts.auditIntervalMs, { ...opts, logger: log }, namespaces, features.server) : undefined;
 

@@ -13,6 +13,7 @@ import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import { featuresOf, type KubeVersion } from '../core/kube-version.js';
 import { connectCluster, type KubeClient } from '../kube/client.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
+import { watchExpiry, type ExpiryWatch } from '../ops/cert-expiry.js';
 import { createMetrics, type Metrics } from '../ops/metrics.js';
 import { watchFiles, type FileWatcher } from '../ops/watch.js';
 import { createApp } from '../server/app.js';
@@ -94,13 +95,15 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
   const metrics = createMetrics();
   const config = await loadConfig(s, metrics);
   const tls = await loadTls(s, flags['dev-certs'] === true, logger);
+  const expiry = watchExpiry({ logger, gauge: metrics.certificateExpiry });
+  expiry.inForce(tls.cert);
   const cluster = await connect(s, flags, options, logger, metrics, config);
   let ready = true;
   const isReady = () => ready;
   const listeners = await listen(s, tls, buildApp(s, config, cluster, logger, metrics, isReady), () =>
     createMetricsApp(metrics.registry, isReady, cluster?.notReady),
   );
-  const watchers = await watchConfigAndTls(s, config, listeners.https, cluster, logger, metrics);
+  const watchers = await watchConfigAndTls(s, config, listeners.https, cluster, expiry, logger, metrics);
   logger.info(
     { port: listeners.https.port, metricsPort: listeners.metrics?.port ?? null, host: s.host, config: s.configPath, revision: config.current.revision },
     'serving /mutate over HTTPS',
@@ -112,6 +115,7 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
     shutdown: () =>
       (shuttingDown ??= (async () => {
         ready = false;
+        expiry.stop();
         await drain(s, listeners, watchers, cluster, logger);
       })()),
   };
@@ -206,6 +210,7 @@ async function connect(
     metrics,
     kubeVersion: s.kubeVersion,
     caPath: s.caPath,
+    certPath: s.certPath,
     auditIntervalMs: s.auditIntervalMs,
     config: () => config.current,
     webhookConfig: s.webhookConfig,
@@ -267,6 +272,7 @@ async function watchConfigAndTls(
   config: ConfigHolder,
   https: HttpsListener,
   cluster: ClusterFeatures | undefined,
+  expiry: ExpiryWatch,
   logger: Logger,
   metrics: Metrics,
 ): Promise<FileWatcher[]> {
@@ -278,7 +284,7 @@ async function watchConfigAndTls(
       }),
     );
   }
-  watchers.push(await watchFiles([s.certPath, s.keyPath], () => reloadTls(s, https, logger, metrics)));
+  watchers.push(await watchFiles([s.certPath, s.keyPath], () => reloadTls(s, https, cluster, expiry, logger, metrics)));
   // --patch-ca-bundle: written at start (startCluster) and whenever ca.crt changes, with the pair or on its own
   // (cert-manager rolls the CA before the leaf); a reload that leaves ca.crt as it was has nothing to write.
   if (cluster?.caBundle) watchers.push(await watchFiles([s.caPath], async () => cluster.caBundle?.sync()));
@@ -301,14 +307,27 @@ async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, m
   return true;
 }
 
-async function reloadTls(s: Settings, https: HttpsListener, logger: Logger, metrics: Metrics): Promise<void> {
+/** The API server rebuilds its webhook client when the configuration changes; give it this long after a caBundle write. */
+export const TRUST_PROPAGATION_MS = 3000;
+/** Serve the new pair after this long even if the caBundle could not be written (the old one may be about to expire). */
+const TRUST_BOUND_MS = 60_000;
+
+async function reloadTls(s: Settings, https: HttpsListener, cluster: ClusterFeatures | undefined, expiry: ExpiryWatch, logger: Logger, metrics: Metrics): Promise<void> {
   const pair = await loadTlsPair(s.certPath, s.keyPath);
   if (!pair.ok) {
     metrics.tlsReload('failure');
     logger.error({ error: pair.error }, 'certificate reload rejected; keeping the current pair');
     return;
   }
+  // Trust before serve: a certificate signed by a new CA is served only once the API server trusts that CA.
+  const writer = cluster?.caBundle;
+  if (writer) {
+    if (!(await writer.ensureTrusted(TRUST_BOUND_MS))) logger.error({ afterMs: TRUST_BOUND_MS }, 'caBundle not confirmed; serving the new certificate anyway');
+    const wait = writer.lastPatchedAt + TRUST_PROPAGATION_MS - Date.now();
+    if (wait > 0) await sleep(wait);
+  }
   https.setTls(pair.pair);
+  expiry.inForce(pair.pair.cert);
   metrics.tlsReload('success');
   logger.info({ cert: s.certPath }, 'certificate reloaded');
 }

@@ -21,6 +21,8 @@ export class SyncLoop {
   private running = false;
   private stopped = false;
   private wake: (() => void) | undefined;
+  private done = 0;
+  private waiters: { generation: number; resolve: (ok: boolean) => void }[] = [];
 
   constructor(
     private readonly write: () => Promise<void>,
@@ -36,18 +38,33 @@ export class SyncLoop {
   stop(): void {
     this.stopped = true;
     this.wake?.();
+    for (const w of this.waiters.splice(0)) w.resolve(false);
+  }
+
+  /** Resolves true once every sync asked so far has been written, false if stopped or `boundMs` passes first. */
+  settled(boundMs: number): Promise<boolean> {
+    if (this.done >= this.wanted) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const waiter = { generation: this.wanted, resolve };
+      this.waiters.push(waiter);
+      setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        resolve(false);
+      }, boundMs).unref();
+    });
   }
 
   private async loop(): Promise<void> {
     this.running = true;
     let failures = 0;
-    let done = 0;
-    while (!this.stopped && done < this.wanted) {
+    while (!this.stopped && this.done < this.wanted) {
       const generation = this.wanted;
       try {
         await this.write();
-        done = generation;
+        this.done = generation;
         failures = 0;
+        for (const w of this.waiters.filter((x) => x.generation <= generation)) w.resolve(true);
+        this.waiters = this.waiters.filter((x) => x.generation > generation);
       } catch (err) {
         this.opts.onFailure(err as Error);
         failures += 1;

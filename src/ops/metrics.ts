@@ -23,6 +23,7 @@ export interface Metrics {
   admission(decision: AdmissionDecision, seconds: number): void;
   configReload(result: ReloadResult): void;
   tlsReload(result: ReloadResult): void;
+  certificateExpiry(notAfter: Date): void;
   configRevision(revision: string): void;
 }
 
@@ -52,6 +53,11 @@ export function createMetrics(): Metrics {
     name: 'sidecar_injector_tls_reloads_total',
     help: 'Certificate reloads after start, by result.',
     labelNames: ['result'],
+    registers: [registry],
+  });
+  const certificateExpiry = new Gauge({
+    name: 'sidecar_injector_certificate_expiry_timestamp_seconds',
+    help: 'notAfter of the serving certificate in force, in seconds since the epoch.',
     registers: [registry],
   });
   const revision = new Gauge({
@@ -144,6 +150,7 @@ export function createMetrics(): Metrics {
     },
     configReload: (result) => configReloads.inc({ result }),
     tlsReload: (result) => tlsReloads.inc({ result }),
+    certificateExpiry: (notAfter) => certificateExpiry.set(Math.floor(notAfter.getTime() / 1000)),
     configRevision: (rev) => {
       revision.reset();
       revision.set({ revision: rev }, 1);
