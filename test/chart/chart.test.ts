@@ -62,7 +62,7 @@ const ALLOWED: Record<string, string[]> = {
   '/pods': ['list'],
   'apps/replicasets': ['get'],
   'batch/jobs': ['get'],
-  '/secrets': ['get', 'create'],
+  '/secrets': ['get', 'create', 'patch'],
 };
 
 describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
@@ -158,7 +158,7 @@ describe('chart modes', () => {
     const job = docs.find((d) => d.kind === 'Job')!;
     expect(job.metadata.annotations?.['helm.sh/hook']).toBe('pre-install,pre-upgrade');
     const spec = (job.spec as { template: { spec: { containers: { args: string[] }[] } } }).template.spec.containers[0]!;
-    expect(spec.args).toEqual(['certs', '--service=sidecar-injector', '--namespace=sidecar-injector', '--secret=sidecar-injector-tls', '--days=3650']);
+    expect(spec.args).toEqual(['certs', '--service=sidecar-injector', '--namespace=sidecar-injector', '--secret=sidecar-injector-tls', '--renew-before=720h', '--days=3650']);
     expect(argsOf(docs)).toContain('--patch-ca-bundle=sidecar-injector');
     expect(docs.some((d) => d.apiVersion.startsWith('cert-manager.io'))).toBe(false);
   });

@@ -8,7 +8,7 @@ import { request } from 'node:https';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { generateCertificates, type CertificateSet } from '../../src/tls/generate.js';
+import { generateCa, generateCertificates, issueServingCertificate, type CertificateSet } from '../../src/tls/generate.js';
 import { FakeApiServer, type FakeOptions } from '../fake-apiserver/server.js';
 import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
 import { TEST_CONFIG_YAML } from '../helpers/configs.js';
@@ -296,11 +296,86 @@ describe('certs --secret (the chart certgen hook)', () => {
     expect(again.code).toBe(0);
     expect(again.stderr).toContain('exists; left as it is');
     expect(again.stdout.trim()).toBe(stored.data['ca.crt']);
-    expect(fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/secrets')).length).toBe(1);
+    // The serving Secret and the CA's, whose key the replicas never mount.
+    expect(fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith('/secrets')).length).toBe(2);
+    const ca = fake.get('secrets', 'ops/sidecar-injector-tls-ca') as { data: Record<string, string> };
+    expect(Object.keys(ca.data).sort()).toEqual(['ca.crt', 'ca.key']);
+    expect(ca.data['ca.crt']).toBe(stored.data['ca.crt']);
 
     fake.put('secrets', { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'partial', namespace: 'ops' }, data: { 'tls.crt': 'eA==' } });
     const partial = await certs('partial');
     expect(partial.code).toBe(1);
     expect(partial.stderr).toContain('Secret ops/partial exists but lacks ca.crt, tls.key');
   });
+
+  describe('--renew-before', () => {
+    const b64 = (t: string) => Buffer.from(t).toString('base64');
+    const unb64 = (t: string) => Buffer.from(t, 'base64').toString('utf8');
+    async function setup(opts: { days: number; caDays?: number; service?: string; keepCa: boolean }) {
+      const fake = await startFakeCluster();
+      fake.namespace('ops');
+      const kubeconfig = fake.kubeconfig(mkdtempSync(join(tmpdir(), 'renew-')));
+      const req = { service: opts.service ?? 'sidecar-injector', namespace: 'ops', dev: false };
+      const ca = await generateCa({ ...req, days: opts.caDays ?? opts.days });
+      const set = { ...ca, ...(await issueServingCertificate({ ...req, days: opts.days }, ca)) };
+      fake.put('secrets', { apiVersion: 'v1', kind: 'Secret', type: 'kubernetes.io/tls', metadata: { name: 'tls', namespace: 'ops' }, data: { 'ca.crt': b64(set.caCert), 'tls.crt': b64(set.cert), 'tls.key': b64(set.key) } });
+      if (opts.keepCa) fake.put('secrets', { apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name: 'tls-ca', namespace: 'ops' }, data: { 'ca.crt': b64(set.caCert), 'ca.key': b64(set.caKey) } });
+      const run = () =>
+        runCli(['certs', '--service', 'sidecar-injector', '--namespace', 'ops', '--secret', 'tls', '--renew-before', '720h', '--days', '365', '--kubeconfig', kubeconfig], { env: { KUBERNETES_SERVICE_HOST: '' } });
+      const secret = () => (fake.get('secrets', 'ops/tls') as { data: Record<string, string> }).data;
+      return { fake, set, run, secret };
+    }
+    const x509 = async (pem: string) => new (await import('node:crypto')).X509Certificate(pem);
+
+    it('not due: left as it is', async () => {
+      const s = await setup({ days: 365, keepCa: true });
+      const out = await s.run();
+      expect(out.code).toBe(0);
+      expect(out.stderr).toContain('not due for renewal');
+      expect(unb64(s.secret()['tls.crt']!)).toBe(s.set.cert);
+      expect(s.fake.requests.filter((r) => r.method === 'PATCH')).toEqual([]);
+    });
+
+    it('due (expires within the window): a new serving certificate under the same CA; the caBundle does not change', async () => {
+      const s = await setup({ days: 10, caDays: 3650, keepCa: true });
+      const out = await s.run();
+      expect(out.code).toBe(0);
+      expect(out.stderr).toMatch(/renewed Secret ops\/tls: the serving certificate expires in \d+ days; same CA/);
+      const renewed = await x509(unb64(s.secret()['tls.crt']!));
+      expect(unb64(s.secret()['ca.crt']!)).toBe(s.set.caCert);
+      expect(out.stdout.trim()).toBe(b64(s.set.caCert));
+      expect(renewed.checkIssued(await x509(s.set.caCert))).toBe(true);
+      expect(Math.round((new Date(renewed.validTo).getTime() - Date.now()) / 86_400_000)).toBe(365);
+    });
+
+    it('the names no longer match the Service: renewed, same CA', async () => {
+      const s = await setup({ days: 365, service: 'old-name', keepCa: true });
+      const out = await s.run();
+      expect(out.stderr).toContain('its names lack sidecar-injector, sidecar-injector.ops');
+      expect((await x509(unb64(s.secret()['tls.crt']!))).subjectAltName).toContain('DNS:sidecar-injector.ops.svc');
+      expect(unb64(s.secret()['ca.crt']!)).toBe(s.set.caCert);
+    });
+
+    it('a leaf never outlives its CA', async () => {
+      const s = await setup({ days: 10, caDays: 40, keepCa: true });
+      expect((await s.run()).code).toBe(0);
+      // The CA expires after the 30-day window, so it is kept; the new leaf stops where the CA stops.
+      const renewed = await x509(unb64(s.secret()['tls.crt']!));
+      expect(new Date(renewed.validTo).getTime()).toBeLessThanOrEqual(new Date((await x509(s.set.caCert)).validTo).getTime());
+    });
+
+    it('no CA key kept (an install from before renewal): a new CA, and ca.crt carries the old one for the overlap', async () => {
+      const s = await setup({ days: 10, keepCa: false });
+      const out = await s.run();
+      expect(out.stderr).toContain('no CA key kept: a new CA');
+      const trust = unb64(s.secret()['ca.crt']!);
+      const blocks = trust.match(/-----BEGIN CERTIFICATE-----/g) ?? [];
+      expect(blocks).toHaveLength(2);
+      expect(trust.endsWith(s.set.caCert)).toBe(true);
+      const newCa = unb64((s.fake.get('secrets', 'ops/tls-ca') as { data: Record<string, string> }).data['ca.crt']!);
+      expect(trust.startsWith(newCa)).toBe(true);
+      expect((await x509(unb64(s.secret()['tls.crt']!))).checkIssued(await x509(newCa))).toBe(true);
+    });
+  });
 });
+
