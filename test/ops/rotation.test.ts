@@ -1,0 +1,172 @@
+/**
+ * SPEC 7: renewing the serving certificate, and replacing its CA, while two
+ * replicas serve under load fails no admission. Two real `serve` processes
+ * with --patch-ca-bundle against the fake API server, behind a round-robin
+ * TCP proxy on loopback (each new connection goes to the next replica, as a
+ * Service does). The client plays the API server: for every new connection
+ * it trusts exactly the caBundle then in the webhook configuration (the API
+ * server rebuilds its client when the configuration changes). The Secret's
+ * files are swapped for one replica, then the other seconds later, as
+ * kubelet's Secret refresh reaches pods at different times.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { request } from 'node:https';
+import { connect, createServer, type Server } from 'node:net';
+import { generateCa, issueServingCertificate, type CertificateAuthority } from '../../src/tls/generate.js';
+import { FakeApiServer } from '../fake-apiserver/server.js';
+import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
+import { eventually } from '../helpers/ops.js';
+import { startServe, stopServeProcesses, type ServeProcess } from '../helpers/serve-process.js';
+
+const MWC = 'sidecar-injector';
+const REQ = { service: 'sidecar-injector', namespace: 'ops', dev: false, days: 30 };
+const SERVERNAME = 'sidecar-injector.ops.svc';
+
+let fake: FakeApiServer;
+let proxy: Server;
+let proxyPort: number;
+const open = new Set<import('node:net').Socket>();
+const replicas: ServeProcess[] = [];
+
+const bundle = () =>
+  Buffer.from((fake.get('mutatingwebhookconfigurations', MWC) as { webhooks: { clientConfig: { caBundle?: string } }[] }).webhooks[0]!.clientConfig.caBundle ?? '', 'base64').toString('utf8');
+const casIn = (pem: string) => (pem.match(/-----BEGIN CERTIFICATE-----/g) ?? []).length;
+
+async function secretFiles(ca: CertificateAuthority, trust: CertificateAuthority[]) {
+  const leaf = await issueServingCertificate(REQ, ca);
+  return { 'ca.crt': trust.map((c) => c.caCert).join(''), 'tls.crt': leaf.cert, 'tls.key': leaf.key };
+}
+
+/** One admission on a new connection through the proxy, trusting what the webhook configuration says now. */
+function admit(): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const body = JSON.stringify(admissionReview(apiserverPod()));
+    const req = request(
+      { host: '127.0.0.1', port: proxyPort, path: '/mutate', method: 'POST', ca: bundle(), servername: SERVERNAME, agent: false, headers: { 'content-type': 'application/json' } },
+      (res) => {
+        res.resume();
+        res.on('end', () => (res.statusCode === 200 ? resolve() : reject(new Error(`HTTP ${res.statusCode}`))));
+      },
+    );
+    req.setTimeout(5000, () => req.destroy(new Error('no answer within 5 s')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+/** Admissions from `workers` loops until stopped; every failure is kept. */
+function load(workers: number) {
+  let running = true;
+  let ok = 0;
+  const failures: string[] = [];
+  const loops = Array.from({ length: workers }, async () => {
+    while (running) {
+      try {
+        await admit();
+        ok += 1;
+      } catch (err) {
+        failures.push((err as Error).message);
+      }
+    }
+  });
+  return {
+    stop: async () => {
+      running = false;
+      await Promise.all(loops);
+      return { ok, failures };
+    },
+  };
+}
+
+let caA: CertificateAuthority;
+
+beforeAll(async () => {
+  fake = new FakeApiServer();
+  await fake.start();
+  fake.namespace('ops');
+  fake.put('mutatingwebhookconfigurations', {
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'MutatingWebhookConfiguration',
+    metadata: { name: MWC },
+    webhooks: [{ name: 'pods.sidecar-injector.io', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: { service: { name: 'sidecar-injector', namespace: 'ops', path: '/mutate' } } }],
+  });
+  caA = await generateCa({ ...REQ, days: 365 });
+  const files = await secretFiles(caA, [caA]);
+  for (let i = 0; i < 2; i++) {
+    replicas.push(await startServe({ tls: files, args: ['--patch-ca-bundle', MWC, '--no-events'], kubeconfig: (dir) => fake.kubeconfig(dir), env: { KUBERNETES_SERVICE_HOST: '' } }));
+  }
+  let next = 0;
+  proxy = createServer((client) => {
+    open.add(client);
+    client.on('close', () => open.delete(client));
+    const backend = connect(replicas[next++ % replicas.length]!.port, '127.0.0.1');
+    client.pipe(backend).pipe(client);
+    const close = () => {
+      client.destroy();
+      backend.destroy();
+    };
+    client.on('error', close);
+    backend.on('error', close);
+  });
+  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+  proxyPort = (proxy.address() as { port: number }).port;
+  await eventually(async () => (casIn(bundle()) === 1 ? true : undefined), 'the first caBundle');
+}, 60_000);
+
+afterAll(async () => {
+  await stopServeProcesses();
+  for (const socket of open) socket.destroy();
+  await new Promise((r) => proxy.close(r));
+  await fake.stop();
+});
+
+/** Swaps the Secret's files on replica 0, then on replica 1 `gapMs` later, under load; resolves when both serve the new pair. */
+async function rotate(files: Record<string, string>, gapMs = 2000) {
+  const reloads = (r: ServeProcess) => r.proc.lines.filter((l) => l.msg === 'certificate reloaded').length;
+  const before = replicas.map(reloads);
+  const traffic = load(4);
+  let result: Awaited<ReturnType<typeof traffic.stop>> | undefined;
+  try {
+    await new Promise((r) => setTimeout(r, 500));
+    replicas[0]!.tls.update(files);
+    await new Promise((r) => setTimeout(r, gapMs));
+    replicas[1]!.tls.update(files);
+    await eventually(async () => (replicas.every((r, i) => reloads(r) > before[i]!) ? true : undefined), 'both replicas reloaded', 20_000);
+    await new Promise((r) => setTimeout(r, 1000));
+  } finally {
+    // Always stop the load, or its loops would outlive a failed test.
+    result = await traffic.stop();
+  }
+  if (result.failures.length > 0) {
+    const relevant = (r: ServeProcess) => r.proc.lines.filter((l) => /certificate|caBundle/.test(String(l.msg))).map((l) => JSON.stringify(l));
+    process.stderr.write(`replica logs:\n${replicas.map((r) => relevant(r).join('\n')).join('\n---\n')}\n`);
+  }
+  return result;
+}
+
+describe('certificate rotation across two replicas under load', () => {
+  it('renewing the serving certificate under the same CA fails no admission', async () => {
+    const { ok, failures } = await rotate(await secretFiles(caA, [caA]));
+    expect(failures).toEqual([]);
+    expect(ok).toBeGreaterThan(20);
+    expect(casIn(bundle())).toBe(1);
+  }, 60_000);
+
+  it('replacing the CA fails no admission: both CAs are trusted until no replica serves with the old one, and the next change drops it', async () => {
+    const caB = await generateCa({ ...REQ, days: 365 });
+    const first = await rotate(await secretFiles(caB, [caB, caA]));
+    expect(first.failures).toEqual([]);
+    expect(first.ok).toBeGreaterThan(20);
+    expect(bundle()).toBe(caB.caCert + caA.caCert);
+
+    // The next CA change: the trust set is C and B; A, two generations old, leaves the bundle.
+    const caC = await generateCa({ ...REQ, days: 365 });
+    const second = await rotate(await secretFiles(caC, [caC, caB]));
+    expect(second.failures).toEqual([]);
+    await eventually(async () => (bundle() === caC.caCert + caB.caCert ? true : undefined), 'A pruned, the replicas agreeing');
+    // Converged: neither replica writes again.
+    const patches = fake.requests.filter((r) => r.method === 'PATCH').length;
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(fake.requests.filter((r) => r.method === 'PATCH').length).toBe(patches);
+  }, 90_000);
+});
