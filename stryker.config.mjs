@@ -10,7 +10,7 @@ export default {
   testRunner: 'jest',
   testRunnerNodeArgs: ['--experimental-vm-modules'],
   // The files that decide, build and check the pod; string literals (messages) are not mutated.
-  mutate: ['src/core/{decide,inject,overrides,podcheck,selector,patch,quantity,defaults,admit}.ts'],
+  mutate: ['src/core/{decide,inject,overrides,podcheck,selector,patch,quantity,defaults,admit,match-conditions,scope}.ts'],
   mutator: { excludedMutations: ['StringLiteral'] },
   jest: {
     projectType: 'custom',

@@ -15,6 +15,7 @@ import { Pod } from 'kubernetes-models/v1';
 import { stringify } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
 import type { CompiledConfig } from '../../src/core/config.js';
+import { admitPod } from '../../src/core/admit.js';
 import { mutate } from '../../src/core/mutate.js';
 import { parseReview } from '../../src/core/review.js';
 import { admissionReview } from '../helpers/fixtures.js';
@@ -186,6 +187,10 @@ function checkAnswer(c: Case, apply: (pod: V1Pod, ops: Operation[]) => V1Pod): V
   const ops = decodePatch(review.response.patch) as Operation[];
   expect(ops.every((op) => op.op === 'add')).toBe(true);
   const patched = apply(c.pod, ops);
+  // The patch is the whole change: applied, it gives exactly the pod the core built.
+  const built = admitPod(c.pod, { namespace: 'shop', namespaceLabels: c.labels, server: c.server }, c.config);
+  expect(built.decision).toBe('injected');
+  if (built.decision === 'injected') expect(patched).toEqual(JSON.parse(JSON.stringify(built.pod)));
 
   // No collision (names, ports, mounts) and nothing dangling: the final-pod check, written independently.
   expect(podInvariantViolations(patched)).toEqual([]);
