@@ -29,6 +29,7 @@ const VALUE_SETS: Record<string, string[]> = {
   'failurePolicy Ignore': [valuesFile('ignore')],
   'opt-out, custom profiles, audit': [valuesFile('opt-out')],
   'HA off, hostNetwork': [valuesFile('single')],
+  'monitoring on': [valuesFile('monitoring')],
 };
 
 function docsOf(text: string): Doc[] {
@@ -47,7 +48,9 @@ function renderDocs(values: string[]): Doc[] {
 async function modelFor(apiVersion: string, kind: string): Promise<{ validate(): void } & (new (o: unknown) => { validate(): void })> {
   const path = apiVersion.startsWith('cert-manager.io/')
     ? `@kubernetes-models/cert-manager/${apiVersion}`
-    : `kubernetes-models/${apiVersion}`;
+    : apiVersion.startsWith('monitoring.coreos.com/')
+      ? `@kubernetes-models/prometheus-operator/${apiVersion}`
+      : `kubernetes-models/${apiVersion}`;
   const mod = (await import(path)) as Record<string, unknown>;
   const model = mod[kind];
   if (typeof model !== 'function') throw new Error(`no schema for ${apiVersion} ${kind}`);
@@ -80,8 +83,8 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
       const Model = await modelFor(doc.apiVersion, doc.kind);
       expect(() => new Model(doc).validate()).not.toThrow();
       const unknown = unknownFields(doc);
-      // cert-manager's kinds are CRDs: client-node has no model; their JSON schema above is all we check.
-      if (!doc.apiVersion.startsWith('cert-manager.io/')) expect({ kind: doc.kind, unknown }).toEqual({ kind: doc.kind, unknown: [] });
+      // cert-manager's and the Prometheus Operator's kinds are CRDs: client-node has no model; their JSON schema above is all we check.
+      if (!/^(cert-manager\.io|monitoring\.coreos\.com)\//.test(doc.apiVersion)) expect({ kind: doc.kind, unknown }).toEqual({ kind: doc.kind, unknown: [] });
     }
   });
 

@@ -27,6 +27,17 @@ type valueFiles []string
 func (v *valueFiles) String() string     { return strings.Join(*v, ",") }
 func (v *valueFiles) Set(s string) error { *v = append(*v, s); return nil }
 
+// chartFiles answers .Files.Get: a file of the chart, by its path from the chart's root (Helm's Files.Get).
+type chartFiles string
+
+func (c chartFiles) Get(name string) string {
+	data, err := os.ReadFile(filepath.Join(string(c), name))
+	if err != nil {
+		return ""
+	}
+	return string(data)
+}
+
 // apiVersions answers .Capabilities.APIVersions.Has.
 type apiVersions []string
 
@@ -112,6 +123,7 @@ func run(chartDir, name, namespace string, files []string, notes, upgrade bool) 
 	chartName, _ := chartMeta["name"].(string)
 	data := map[string]interface{}{
 		"Values": values,
+		"Files":  chartFiles(chartDir),
 		"Release": map[string]interface{}{
 			"Name": name, "Namespace": namespace, "Service": "Helm", "Revision": 1,
 			"IsInstall": !upgrade, "IsUpgrade": upgrade,
