@@ -3,6 +3,7 @@
  * ReplicaSet's pod: generateName, ownerReferences, managedFields, defaulted
  * fields, the projected token volume, and the inject annotation.
  */
+import { serviceAccountTokenVolume } from '../test/fake-apiserver/admission-chain.js';
 import { randomUUID } from 'node:crypto';
 
 export type PayloadName = 'small' | 'large' | 'huge';
@@ -71,17 +72,7 @@ export function pod(name: PayloadName | Shape): Record<string, unknown> {
     },
     spec: {
       volumes: [
-        {
-          name: 'kube-api-access-x7k2p',
-          projected: {
-            sources: [
-              { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-              { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-              { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
-            ],
-            defaultMode: 420,
-          },
-        },
+        serviceAccountTokenVolume('kube-api-access-x7k2p'),
         ...Array.from({ length: extraVolumes }, (_, m) => ({ name: `data-${m}`, emptyDir: {} })),
       ],
       containers: Array.from({ length: shape.containers }, (_, i) => container(i, shape)),

@@ -51,6 +51,21 @@ function randomSuffix(): string {
   return `r${String(generated).padStart(4, '0')}`.slice(-5);
 }
 
+/** The projected volume the plugin adds (serviceaccount/admission.go TokenVolumeSource), as the API server stores it. */
+export function serviceAccountTokenVolume(name: string): V1Volume {
+  return {
+    name,
+    projected: {
+      sources: [
+        { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
+        { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+        { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+      ],
+      defaultMode: 420,
+    },
+  };
+}
+
 /** serviceaccount/admission.go Admit → mountServiceAccountToken, for a pod that is not a mirror pod. */
 export function serviceAccountPlugin(input: V1Pod, sa: ServiceAccount = {}): V1Pod {
   const pod = structuredClone(input);
@@ -79,20 +94,7 @@ export function serviceAccountPlugin(input: V1Pod, sa: ServiceAccount = {}): V1P
       needsTokenVolume = true;
     }
   }
-  if (!hasTokenVolume && needsTokenVolume) {
-    const volume: V1Volume = {
-      name: tokenVolumeName,
-      projected: {
-        sources: [
-          { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
-          { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
-          { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
-        ],
-        defaultMode: 420,
-      },
-    };
-    spec.volumes = [...(spec.volumes ?? []), volume];
-  }
+  if (!hasTokenVolume && needsTokenVolume) spec.volumes = [...(spec.volumes ?? []), serviceAccountTokenVolume(tokenVolumeName)];
   return pod;
 }
 

@@ -249,6 +249,16 @@ export class FakeApiServer {
     return [...this.bucket(collection).values()];
   }
 
+  /** A MutatingWebhookConfiguration with one webhook for pod CREATE, as a chart would install it (no caBundle yet). */
+  webhookConfiguration(name: string, serviceNamespace = 'ops'): Obj {
+    return this.put('mutatingwebhookconfigurations', {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'MutatingWebhookConfiguration',
+      metadata: { name },
+      webhooks: [{ name: 'pods.sidecar-injector.io', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: { service: { name: 'sidecar-injector', namespace: serviceNamespace, path: '/mutate' } } }],
+    });
+  }
+
   namespace(name: string, labels: Record<string, string> = {}): Obj {
     return this.put('namespaces', {
       apiVersion: 'v1',

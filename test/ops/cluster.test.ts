@@ -39,12 +39,7 @@ async function startFakeCluster(opts: FakeOptions = {}): Promise<FakeApiServer> 
   fakes.push(fake);
   fake.namespace('default');
   fake.namespace('kube-system');
-  fake.put('mutatingwebhookconfigurations', {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'MutatingWebhookConfiguration',
-    metadata: { name: MWC_NAME },
-    webhooks: [{ name: 'pods.sidecar-injector.io', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: { service: { name: 'sidecar-injector', namespace: 'ops', path: '/mutate' } } }],
-  });
+  fake.webhookConfiguration(MWC_NAME);
   return fake;
 }
 

@@ -84,12 +84,7 @@ beforeAll(async () => {
   fake = new FakeApiServer();
   await fake.start();
   fake.namespace('ops');
-  fake.put('mutatingwebhookconfigurations', {
-    apiVersion: 'admissionregistration.k8s.io/v1',
-    kind: 'MutatingWebhookConfiguration',
-    metadata: { name: MWC },
-    webhooks: [{ name: 'pods.sidecar-injector.io', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: { service: { name: 'sidecar-injector', namespace: 'ops', path: '/mutate' } } }],
-  });
+  fake.webhookConfiguration(MWC);
   caA = await generateCa({ ...REQ, days: 365 });
   const files = await secretFiles(caA, [caA]);
   for (let i = 0; i < 2; i++) {
