@@ -68,3 +68,60 @@ describe('injected parts already carry what the API server would default', () =>
     expect(apiServerDefaults(pod)).toEqual(pod);
   });
 });
+
+const EVERY_DEFAULTED_PART = compile(`
+defaultProfiles: [all]
+profiles:
+  all:
+    containers:
+      - name: agent
+        image: registry.example.com/agent@sha256:0123abcd
+        ports: [{ containerPort: 9100 }, { containerPort: 9101, protocol: UDP }]
+        env:
+          - name: NODE
+            valueFrom: { fieldRef: { fieldPath: spec.nodeName } }
+          - name: POD
+            valueFrom: { fieldRef: { apiVersion: v1, fieldPath: metadata.name } }
+          - name: PLAIN
+            value: x
+        startupProbe: { httpGet: { port: 9100, path: /started }, failureThreshold: 30 }
+        readinessProbe: { exec: { command: ["true"] } }
+        lifecycle:
+          postStart: { httpGet: { port: 9100 } }
+          preStop: { exec: { command: [sleep, "5"] } }
+        resources: { requests: { memory: 32Mi }, limits: { cpu: 100m } }
+        volumeMounts:
+          - { name: info, mountPath: /etc/info }
+          - { name: bundle, mountPath: /etc/bundle }
+          - { name: host, mountPath: /host }
+          - { name: scratch, mountPath: /scratch }
+    volumes:
+      - name: info
+        downwardAPI: { items: [{ path: labels, fieldRef: { fieldPath: metadata.labels } }] }
+      - name: bundle
+        projected: { sources: [{ configMap: { name: ca } }] }
+      - name: host
+        hostPath: { path: /var/log }
+      - name: scratch
+        emptyDir: {}
+`);
+
+describe('every kind of defaulted field, checked against the independent table', () => {
+  it.each([true, false])('defaulting after the patch changes nothing (native sidecars: %s)', (native) => {
+    const pod = apiserverPod((p) => {
+      p.metadata!.annotations!['sidecar-injector.io/inject'] = 'true';
+    });
+    const outcome = admitPod(pod, { namespace: 'shop', namespaceLabels: undefined, server: { nativeSidecars: native } }, EVERY_DEFAULTED_PART);
+    if (outcome.decision !== 'injected') throw new Error(outcome.reason);
+    const patched = applyJsonPatch(pod, outcome.patch);
+    expect(apiServerDefaults(patched)).toEqual(patched);
+    const agent = [...(patched.spec!.initContainers ?? []), ...patched.spec!.containers].find((c) => c.name === 'agent')!;
+    // What the profile said stays as it said it.
+    expect(agent.imagePullPolicy).toBe('IfNotPresent');
+    expect(agent.startupProbe).toMatchObject({ failureThreshold: 30, httpGet: { path: '/started', scheme: 'HTTP' } });
+    expect(agent.resources).toEqual({ requests: { memory: '32Mi', cpu: '100m' }, limits: { cpu: '100m' } });
+    expect(agent.env![2]).toEqual({ name: 'PLAIN', value: 'x' });
+    expect(patched.spec!.volumes!.find((v) => v.name === 'scratch')).toEqual({ name: 'scratch', emptyDir: {} });
+  });
+});
+

@@ -124,11 +124,19 @@ export function apiServerDefaults(pod: V1Pod): V1Pod {
     probe(c.livenessProbe);
     probe(c.readinessProbe);
     probe(c.startupProbe);
+    // SetDefaults_HTTPGetAction applies wherever an HTTPGetAction is, lifecycle handlers included.
+    for (const handler of [c.lifecycle?.postStart, c.lifecycle?.preStop]) {
+      if (handler?.httpGet) {
+        handler.httpGet.path ||= '/';
+        handler.httpGet.scheme ||= 'HTTP';
+      }
+    }
     if (c.resources?.limits) c.resources.requests = { ...c.resources.limits, ...c.resources.requests };
   };
   for (const c of [...(out.spec?.containers ?? []), ...(out.spec?.initContainers ?? [])]) container(c);
   for (const v of out.spec?.volumes ?? []) {
     for (const source of [v.secret, v.configMap, v.downwardAPI, v.projected]) if (source) source.defaultMode ??= 420;
+    if (v.hostPath) v.hostPath.type ??= ''; // SetDefaults_HostPathVolumeSource: HostPathUnset
   }
   return out;
 }
