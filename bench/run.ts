@@ -198,7 +198,8 @@ async function verify(server: Server, ca: string, payload: PayloadName): Promise
     }
     if (server.name !== 'floor') {
       const ops = JSON.parse(Buffer.from(response.patch, 'base64').toString()) as { op: string; path: string; value?: { name?: string } }[];
-      const sidecar = ops.find((op) => /^\/spec\/containers\/\d+$/.test(op.path) && op.value?.name === 'log-shipper');
+      // A regular container, or a native sidecar where the server has them (the example profile says auto).
+      const sidecar = ops.find((op) => /^\/spec\/(containers|initContainers)(\/\d+)?$/.test(op.path) && JSON.stringify(op.value).includes('"log-shipper"'));
       if (!sidecar || ops.some((op) => op.op !== 'add')) throw new Error(`webhook patch for ${payload} does not add the sidecar: ${JSON.stringify(ops).slice(0, 300)}`);
     }
   }

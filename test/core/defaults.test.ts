@@ -55,20 +55,6 @@ profiles:
         secret: { secretName: agent-token }
 `);
 
-describe('injected parts already carry what the API server would default', () => {
-  it.each([true, false])('so defaulting after our patch changes nothing (native sidecars: %s), and re-invocation has nothing to do', (native) => {
-    const pod = apiserverPod((p) => {
-      p.metadata!.annotations!['sidecar-injector.io/inject'] = 'true';
-    });
-    const outcome = admitPod(pod, { namespace: 'shop', namespaceLabels: undefined, server: { nativeSidecars: native } }, RICH);
-    if (outcome.decision !== 'injected') throw new Error(outcome.reason);
-    const patched = applyJsonPatch(pod, outcome.patch);
-    expect(apiServerDefaults(patched)).toEqual(patched);
-    // The pod as received was already defaulted by the API server; only our additions could have changed.
-    expect(apiServerDefaults(pod)).toEqual(pod);
-  });
-});
-
 const EVERY_DEFAULTED_PART = compile(`
 defaultProfiles: [all]
 profiles:
@@ -106,14 +92,26 @@ profiles:
         emptyDir: {}
 `);
 
-describe('every kind of defaulted field, checked against the independent table', () => {
-  it.each([true, false])('defaulting after the patch changes nothing (native sidecars: %s)', (native) => {
-    const pod = apiserverPod((p) => {
-      p.metadata!.annotations!['sidecar-injector.io/inject'] = 'true';
-    });
-    const outcome = admitPod(pod, { namespace: 'shop', namespaceLabels: undefined, server: { nativeSidecars: native } }, EVERY_DEFAULTED_PART);
-    if (outcome.decision !== 'injected') throw new Error(outcome.reason);
-    const patched = applyJsonPatch(pod, outcome.patch);
+/** Our patch applied, as the API server decodes it (with defaulting). */
+function injectedAndDefaulted(config: typeof RICH, native: boolean) {
+  const pod = apiserverPod((p) => {
+    p.metadata!.annotations!['sidecar-injector.io/inject'] = 'true';
+  });
+  const outcome = admitPod(pod, { namespace: 'shop', namespaceLabels: undefined, server: { nativeSidecars: native } }, config);
+  if (outcome.decision !== 'injected') throw new Error(outcome.reason);
+  return { pod, patched: applyJsonPatch(pod, outcome.patch) };
+}
+
+describe('injected parts already carry what the API server would default, so re-invocation has nothing to do', () => {
+  it.each([true, false])('a rich profile (native sidecars: %s)', (native) => {
+    const { pod, patched } = injectedAndDefaulted(RICH, native);
+    expect(apiServerDefaults(patched)).toEqual(patched);
+    // The pod as received was already defaulted by the API server; only our additions could have changed.
+    expect(apiServerDefaults(pod)).toEqual(pod);
+  });
+
+  it.each([true, false])('every kind of defaulted field (native sidecars: %s)', (native) => {
+    const { patched } = injectedAndDefaulted(EVERY_DEFAULTED_PART, native);
     expect(apiServerDefaults(patched)).toEqual(patched);
     const agent = [...(patched.spec!.initContainers ?? []), ...patched.spec!.containers].find((c) => c.name === 'agent')!;
     // What the profile said stays as it said it.
@@ -124,4 +122,3 @@ describe('every kind of defaulted field, checked against the independent table',
     expect(patched.spec!.volumes!.find((v) => v.name === 'scratch')).toEqual({ name: 'scratch', emptyDir: {} });
   });
 });
-
