@@ -157,7 +157,8 @@ async function chooseScope(client: KubeClient, name: string | undefined, io: Com
     return found.webhooks;
   }
   if (!found.none) throw new AuditError(found.problem);
-  io.err(`scope: no MutatingWebhookConfiguration labelled ${WEBHOOK_CONFIG_SELECTOR} (--webhook-config names one); counting every pod the rules would inject\n`);
+  const why = found.reason ?? `no MutatingWebhookConfiguration labelled ${WEBHOOK_CONFIG_SELECTOR}`;
+  io.err(`scope: ${why} (--webhook-config names one); counting every pod the rules would inject\n`);
   return undefined;
 }
 

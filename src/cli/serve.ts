@@ -308,7 +308,7 @@ async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, m
 }
 
 /** The API server rebuilds its webhook client when the configuration changes; give it this long after a caBundle write. */
-export const TRUST_PROPAGATION_MS = 3000;
+const TRUST_PROPAGATION_MS = 3000;
 /** Serve the new pair after this long even if the caBundle could not be written (the old one may be about to expire). */
 const TRUST_BOUND_MS = 60_000;
 

@@ -134,7 +134,7 @@ export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
 export const WEBHOOK_CONFIG_SELECTOR = 'app.kubernetes.io/component=sidecar-injector-webhook';
 const MWC = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
 
-export type ScopeLookup = { ok: true; webhooks: WebhookScope[]; source: string } | { ok: false; none: true } | { ok: false; none: false; problem: string };
+export type ScopeLookup = { ok: true; webhooks: WebhookScope[]; source: string } | { ok: false; none: true; reason?: string } | { ok: false; none: false; problem: string };
 
 /** The webhook configuration by name, else the one labelled by the chart; none found is an answer, not an error. */
 export async function findWebhookScope(client: KubeClient, name: string | undefined): Promise<ScopeLookup> {
@@ -153,6 +153,8 @@ export async function findWebhookScope(client: KubeClient, name: string | undefi
     return found[0] ? scopeOf(found[0]) : { ok: false, none: true };
   } catch (err) {
     if (name && err instanceof KubeError && err.status === 404) return { ok: false, none: false, problem: `MutatingWebhookConfiguration ${name} not found` };
+    // Looking for the chart's without being allowed to list them (a person's own credentials): as if none were found.
+    if (!name) return { ok: false, none: true, reason: `cannot list MutatingWebhookConfigurations: ${(err as Error).message}` };
     return { ok: false, none: false, problem: `cannot read the webhook configuration: ${(err as Error).message}` };
   }
 }
