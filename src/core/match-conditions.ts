@@ -9,8 +9,9 @@
  * generated pods): each is a sound over-approximation of a rule in decide.ts.
  * - scope: the pod's wish (label, else annotation) is set and not "false"
  *   (rule 5), or an alwaysInjectSelector matches (rule 6). Namespace opt-in
- *   (rule 7) cannot be seen from CEL: the webhook entry for namespaces
- *   labelled `enabled` carries no conditions.
+ *   (rule 7) cannot be seen from CEL: only a webhook entry whose
+ *   namespaceSelector cannot select a namespace labelled `enabled` may carry
+ *   them (canCarryConditions); every other entry sends every pod.
  * - never: no neverInjectSelector matches (rule 4 skips before anything).
  * Under `opt-out` every pod outside excluded namespaces can be injected:
  * no conditions.
@@ -19,7 +20,7 @@
  * conditions, names are qualified names, each expression must compile.
  */
 import type { CompiledConfig } from './config.js';
-import type { LabelSelector, LabelSelectorRequirement } from './selector.js';
+import { selectorMatches, type LabelSelector, type LabelSelectorRequirement } from './selector.js';
 
 export interface MatchCondition {
   name: string;
@@ -69,4 +70,39 @@ export function matchConditionsFor(compiled: CompiledConfig): MatchCondition[] {
     conditions.push({ name: 'sidecar-injector-not-never', expression: `!(${config.neverInjectSelector.map((s) => `(${selectorExpression(s)})`).join(' || ')})` });
   }
   return conditions;
+}
+
+/** The namespaceSelector's requirements on one label key: the others cannot keep a namespace out by this key's value. */
+function onKey(selector: LabelSelector | undefined, key: string): LabelSelector {
+  const value = selector?.matchLabels?.[key];
+  return {
+    matchLabels: value === undefined ? {} : { [key]: value },
+    matchExpressions: (selector?.matchExpressions ?? []).filter((r) => r.key === key),
+  };
+}
+
+/**
+ * A webhook entry may carry the conditions only when its namespaceSelector
+ * cannot select a namespace labelled `<prefix>/injection=enabled`: pods there
+ * are injected by rule 7, which CEL cannot see. Requirements on other keys
+ * are ignored (a namespace can carry any other labels), so a selector is
+ * judged by what it says of this one key: sound, and exact but for
+ * selectors that contradict themselves elsewhere (which then send every pod).
+ */
+export function canCarryConditions(namespaceSelector: LabelSelector | undefined, namespaceLabel: string): boolean {
+  return !selectorMatches(onKey(namespaceSelector, namespaceLabel), { [namespaceLabel]: 'enabled' });
+}
+
+/** The entry selects only namespaces labelled `enabled` (the chart's split): sending every pod there is its purpose. */
+export function selectsOnlyEnabledNamespaces(namespaceSelector: LabelSelector | undefined, namespaceLabel: string): boolean {
+  const selector = onKey(namespaceSelector, namespaceLabel);
+  const mentioned = [...Object.values(selector.matchLabels ?? {}), ...(selector.matchExpressions ?? []).flatMap((r) => r.values ?? [])];
+  // Any value other than `enabled` it could accept is one it mentions, or one it does not (stood in for by a value no selector names).
+  const others = [...new Set([...mentioned, '\u0000other'])].filter((v) => v !== 'enabled');
+  return !selectorMatches(selector, {}) && others.every((v) => !selectorMatches(selector, { [namespaceLabel]: v }));
+}
+
+/** The conditions a webhook entry should carry: none unless its namespaceSelector keeps out namespaces labelled `enabled`. */
+export function conditionsForEntry(namespaceSelector: LabelSelector | undefined, conditions: readonly MatchCondition[], namespaceLabel: string): readonly MatchCondition[] {
+  return canCarryConditions(namespaceSelector, namespaceLabel) ? conditions : [];
 }

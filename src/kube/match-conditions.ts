@@ -5,10 +5,11 @@
  * a `test` of each webhook's name, touching only `matchConditions`, so Helm's
  * three-way merge leaves it alone and replicas with one config converge.
  *
- * Which webhook gets which: an entry whose namespaceSelector requires the
- * namespace label `<prefix>/injection In [enabled]` sends every pod of those
- * namespaces (rule 7 cannot be seen from CEL): no conditions. Every other
- * entry gets the conditions of core/match-conditions.ts.
+ * Which webhook gets which: only an entry whose namespaceSelector cannot
+ * select a namespace labelled `<prefix>/injection=enabled` gets the
+ * conditions of core/match-conditions.ts (rule 7 cannot be seen from CEL);
+ * conditions found on any other entry are removed, so it sends every pod.
+ * Such an entry is logged once, with how to split it as the chart does.
  *
  * Safety: a patch the API server rejects (an expression it cannot compile,
  * over its limits) changes nothing, since a JSON patch applies whole or not
@@ -19,41 +20,33 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
-import type { MatchCondition } from '../core/match-conditions.js';
+import { canCarryConditions, conditionsForEntry, selectsOnlyEnabledNamespaces, type MatchCondition } from '../core/match-conditions.js';
+import type { LabelSelector } from '../core/selector.js';
 import { MWC_PATH } from './ca-bundle.js';
 import { KubeError, type KubeClient } from './client.js';
 import { SyncLoop } from './sync-loop.js';
 
 export type MatchConditionsResult = 'patched' | 'unchanged' | 'rejected' | 'unsupported' | 'failure';
 
-interface Requirement {
-  key?: string;
-  operator?: string;
-  values?: string[];
-}
-
 export interface WebhookEntry {
   name?: string;
-  namespaceSelector?: { matchLabels?: Record<string, string>; matchExpressions?: Requirement[] };
+  namespaceSelector?: LabelSelector;
   matchConditions?: MatchCondition[];
 }
 
 export type ConditionsOp = { op: 'test' | 'add' | 'remove'; path: string; value?: unknown };
 
-/** The entry serves only namespaces labelled `enabled`: it must send them all. */
-export function servesEnabledNamespaces(w: WebhookEntry, namespaceLabel: string): boolean {
-  const s = w.namespaceSelector;
-  if (s?.matchLabels?.[namespaceLabel] === 'enabled') return true;
-  return (s?.matchExpressions ?? []).some(
-    (r) => r.key === namespaceLabel && r.operator === 'In' && (r.values ?? []).length > 0 && (r.values ?? []).every((v) => v === 'enabled'),
-  );
+/** Entries that send every pod although conditions exist, and could save calls by being split by the namespace label. */
+export function unsplitEntries(webhooks: readonly WebhookEntry[], conditions: readonly MatchCondition[], namespaceLabel: string): WebhookEntry[] {
+  if (conditions.length === 0) return [];
+  return webhooks.filter((w) => !canCarryConditions(w.namespaceSelector, namespaceLabel) && !selectsOnlyEnabledNamespaces(w.namespaceSelector, namespaceLabel));
 }
 
 /** The patch that gives every entry the conditions it should have; empty when all have them. Pure. */
 export function matchConditionsPatch(webhooks: readonly WebhookEntry[], conditions: readonly MatchCondition[], namespaceLabel: string): ConditionsOp[] {
   const ops: ConditionsOp[] = [];
   webhooks.forEach((w, i) => {
-    const want = servesEnabledNamespaces(w, namespaceLabel) ? [] : conditions;
+    const want = conditionsForEntry(w.namespaceSelector, conditions, namespaceLabel);
     const have = (w.matchConditions ?? []).map(({ name, expression }) => ({ name, expression }));
     if (isDeepStrictEqual(have, [...want].map(({ name, expression }) => ({ name, expression })))) return;
     ops.push({ op: 'test', path: `/webhooks/${i}/name`, value: w.name });
@@ -76,6 +69,8 @@ export interface MatchConditionsOptions {
 export class MatchConditionsWriter {
   private readonly loop: SyncLoop;
   private readonly log: Logger;
+  /** Entries already logged as sending every pod: once per process. */
+  private readonly unsplitLogged = new Set<string>();
 
   constructor(private readonly opts: MatchConditionsOptions) {
     this.log = opts.logger.child({ webhookConfiguration: opts.name });
@@ -109,9 +104,24 @@ export class MatchConditionsWriter {
     return this.opts.client.request('PATCH', this.path(), { body: ops, contentType: 'application/json-patch+json', timeoutMs: 10_000 });
   }
 
+  private logUnsplit(webhooks: readonly WebhookEntry[], conditions: readonly MatchCondition[], namespaceLabel: string): void {
+    for (const w of unsplitEntries(webhooks, conditions, namespaceLabel)) {
+      const name = w.name ?? '';
+      if (this.unsplitLogged.has(name)) continue;
+      this.unsplitLogged.add(name);
+      this.log.info(
+        { webhook: name, namespaceLabel },
+        `webhook ${name} can select namespaces labelled ${namespaceLabel}=enabled, which matchConditions cannot see: it gets none and every pod it selects reaches the webhook. ` +
+          `To save those calls, split it in two as the chart does: one entry with namespaceSelector ${namespaceLabel} In [enabled], one with NotIn [enabled] (that one gets the conditions)`,
+      );
+    }
+  }
+
   private async writeOnce(): Promise<MatchConditionsResult> {
     const { conditions, namespaceLabel, revision } = this.opts.desired();
-    const ops = matchConditionsPatch(await this.webhooks(), conditions, namespaceLabel);
+    const webhooks = await this.webhooks();
+    this.logUnsplit(webhooks, conditions, namespaceLabel);
+    const ops = matchConditionsPatch(webhooks, conditions, namespaceLabel);
     if (ops.length === 0) return 'unchanged';
     let answer: { body: unknown };
     try {
@@ -124,7 +134,8 @@ export class MatchConditionsWriter {
       return 'rejected';
     }
     const written = (answer.body as { webhooks?: WebhookEntry[] }).webhooks ?? [];
-    if (conditions.length > 0 && written.every((w) => (w.matchConditions ?? []).length === 0)) {
+    const shouldCarry = written.filter((w) => conditionsForEntry(w.namespaceSelector, conditions, namespaceLabel).length > 0);
+    if (shouldCarry.length > 0 && shouldCarry.every((w) => (w.matchConditions ?? []).length === 0)) {
       this.log.warn({ revision }, 'the API server dropped matchConditions (feature off?); every pod is sent');
       return 'unsupported';
     }

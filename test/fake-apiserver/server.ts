@@ -249,13 +249,24 @@ export class FakeApiServer {
     return [...this.bucket(collection).values()];
   }
 
-  /** A MutatingWebhookConfiguration with one webhook for pod CREATE, as a chart would install it (no caBundle yet). */
+  /**
+   * A MutatingWebhookConfiguration for pod CREATE as the chart installs it (no caBundle yet): split by the
+   * namespace label, `namespaces.pods.…` for namespaces labelled enabled, `pods.…` (index 1, the one that
+   * may carry matchConditions) for the rest.
+   */
   webhookConfiguration(name: string, serviceNamespace = 'ops'): Obj {
+    const hook = (hookName: string, operator: 'In' | 'NotIn') => ({
+      name: hookName,
+      sideEffects: 'None',
+      admissionReviewVersions: ['v1'],
+      clientConfig: { service: { name: 'sidecar-injector', namespace: serviceNamespace, path: '/mutate' } },
+      namespaceSelector: { matchExpressions: [{ key: 'sidecar-injector.io/injection', operator, values: ['enabled'] }] },
+    });
     return this.put('mutatingwebhookconfigurations', {
       apiVersion: 'admissionregistration.k8s.io/v1',
       kind: 'MutatingWebhookConfiguration',
       metadata: { name },
-      webhooks: [{ name: 'pods.sidecar-injector.io', sideEffects: 'None', admissionReviewVersions: ['v1'], clientConfig: { service: { name: 'sidecar-injector', namespace: serviceNamespace, path: '/mutate' } } }],
+      webhooks: [hook('namespaces.pods.sidecar-injector.io', 'In'), hook('pods.sidecar-injector.io', 'NotIn')],
     });
   }
 

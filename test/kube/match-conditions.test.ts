@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from '@jest/globals';
-import { matchConditionsFor, type MatchCondition } from '../../src/core/match-conditions.js';
-import { matchConditionsPatch, MatchConditionsWriter, servesEnabledNamespaces, type MatchConditionsResult } from '../../src/kube/match-conditions.js';
+import { pino } from 'pino';
+import { canCarryConditions, matchConditionsFor, selectsOnlyEnabledNamespaces, type MatchCondition } from '../../src/core/match-conditions.js';
+import type { LabelSelector } from '../../src/core/selector.js';
+import { matchConditionsPatch, MatchConditionsWriter, unsplitEntries, type MatchConditionsResult } from '../../src/kube/match-conditions.js';
 import { FakeApiServer, type FakeOptions } from '../fake-apiserver/server.js';
 import { compile } from '../helpers/configs.js';
 import { quietLogger, startFake, until } from './helpers.js';
@@ -19,7 +21,7 @@ function webhookConfiguration() {
     rules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'], scope: 'Namespaced' }],
     namespaceSelector: {
       matchExpressions: [
-        { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: ['kube-system', 'sidecar-injector'] },
+        { key: 'kubernetes.io/metadata.name', operator: 'NotIn' as const, values: ['kube-system', 'sidecar-injector'] },
         { key: LABEL, operator, values: ['enabled'] },
       ],
     },
@@ -37,8 +39,8 @@ const OPT_IN = matchConditionsFor(compile('alwaysInjectSelector: [{ matchLabels:
 describe('matchConditionsPatch', () => {
   const hooks = webhookConfiguration().webhooks;
   it('gives the conditions to the entry for other namespaces only, guarded by a test of its name', () => {
-    expect(servesEnabledNamespaces(hooks[0]!, LABEL)).toBe(true);
-    expect(servesEnabledNamespaces(hooks[1]!, LABEL)).toBe(false);
+    expect(canCarryConditions(hooks[0]!.namespaceSelector as LabelSelector, LABEL)).toBe(false);
+    expect(canCarryConditions(hooks[1]!.namespaceSelector as LabelSelector, LABEL)).toBe(true);
     expect(matchConditionsPatch(hooks, OPT_IN, LABEL)).toEqual([
       { op: 'test', path: '/webhooks/1/name', value: 'pods.sidecar-injector.io' },
       { op: 'add', path: '/webhooks/1/matchConditions', value: OPT_IN },
@@ -55,6 +57,48 @@ describe('matchConditionsPatch', () => {
   });
 });
 
+describe('which entries may carry conditions (issue 22)', () => {
+  const expr = (operator: 'In' | 'NotIn' | 'Exists' | 'DoesNotExist', values?: string[]): LabelSelector => ({ matchExpressions: [{ key: LABEL, operator, ...(values ? { values } : {}) }] });
+  it.each<[string, LabelSelector | undefined, boolean]>([
+    ['no selector', undefined, false],
+    ['an empty selector', {}, false],
+    ['a selector on other labels only', { matchLabels: { team: 'a' }, matchExpressions: [{ key: 'env', operator: 'NotIn', values: ['prod'] }] }, false],
+    ['In [enabled]', expr('In', ['enabled']), false],
+    ['In [enabled, x]', expr('In', ['enabled', 'x']), false],
+    ['Exists', expr('Exists'), false],
+    ['NotIn [disabled]', expr('NotIn', ['disabled']), false],
+    ['matchLabels enabled', { matchLabels: { [LABEL]: 'enabled' } }, false],
+    ['NotIn [enabled]', expr('NotIn', ['enabled']), true],
+    ['NotIn [enabled, disabled]', expr('NotIn', ['disabled', 'enabled']), true],
+    ['DoesNotExist', expr('DoesNotExist'), true],
+    ['In [disabled, x]', expr('In', ['disabled', 'x']), true],
+    ['matchLabels disabled', { matchLabels: { [LABEL]: 'disabled' } }, true],
+    ['Exists and NotIn [enabled] with other keys', { matchLabels: { team: 'a' }, matchExpressions: [{ key: LABEL, operator: 'Exists' }, { key: LABEL, operator: 'NotIn', values: ['enabled'] }] }, true],
+  ])('%s', (_what, selector, carries) => {
+    expect(canCarryConditions(selector, LABEL)).toBe(carries);
+  });
+
+  it('only entries that can select other namespaces as well are worth splitting', () => {
+    expect(selectsOnlyEnabledNamespaces(expr('In', ['enabled']), LABEL)).toBe(true);
+    expect(selectsOnlyEnabledNamespaces({ matchLabels: { [LABEL]: 'enabled' } }, LABEL)).toBe(true);
+    expect(selectsOnlyEnabledNamespaces(expr('In', ['enabled', 'x']), LABEL)).toBe(false);
+    expect(selectsOnlyEnabledNamespaces(expr('Exists'), LABEL)).toBe(false);
+    expect(selectsOnlyEnabledNamespaces(undefined, LABEL)).toBe(false);
+    const one = { name: 'one.example.com', namespaceSelector: {} };
+    expect(unsplitEntries([...webhookConfiguration().webhooks, one], OPT_IN, LABEL).map((w) => w.name)).toEqual(['one.example.com']);
+    expect(unsplitEntries([one], [], LABEL)).toEqual([]);
+  });
+
+  it('a one-entry configuration gets no conditions, and conditions found on it are removed', () => {
+    const one = { name: 'pods.example.com', namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn' as const, values: ['kube-system'] }] } };
+    expect(matchConditionsPatch([one], OPT_IN, LABEL)).toEqual([]);
+    expect(matchConditionsPatch([{ ...one, matchConditions: OPT_IN }], OPT_IN, LABEL)).toEqual([
+      { op: 'test', path: '/webhooks/0/name', value: 'pods.example.com' },
+      { op: 'remove', path: '/webhooks/0/matchConditions' },
+    ]);
+  });
+});
+
 describe('MatchConditionsWriter against the fake API server', () => {
   let fake: FakeApiServer | undefined;
   const writers: MatchConditionsWriter[] = [];
@@ -64,16 +108,16 @@ describe('MatchConditionsWriter against the fake API server', () => {
     fake = undefined;
   });
 
-  async function setup(opts: FakeOptions = {}) {
+  async function setup(opts: FakeOptions = {}, configuration: Record<string, unknown> = webhookConfiguration(), logger = quietLogger) {
     const started = await startFake(opts);
     fake = started.fake;
-    fake.put('mutatingwebhookconfigurations', webhookConfiguration());
+    fake.put('mutatingwebhookconfigurations', configuration);
     const results: MatchConditionsResult[] = [];
     let desired: MatchCondition[] = OPT_IN;
     const writer = new MatchConditionsWriter({
       client: started.client,
       name: NAME,
-      logger: quietLogger,
+      logger,
       onResult: (r) => results.push(r),
       desired: () => ({ conditions: desired, namespaceLabel: LABEL, revision: 'r1' }),
       backoffInitialMs: 50,
@@ -106,6 +150,23 @@ describe('MatchConditionsWriter against the fake API server', () => {
     await until('rejected', () => results.includes('rejected'));
     expect(stored()[1]!.matchConditions).toBeUndefined();
     expect(fake!.requests.filter((r) => r.method === 'PATCH').length).toBe(3);
+  });
+
+  it('a one-entry configuration written by hand sends every pod: conditions found there are removed, and that is logged once', async () => {
+    const configuration = webhookConfiguration();
+    configuration.webhooks = [{ ...configuration.webhooks[1]!, name: 'pods.example.com', namespaceSelector: { matchExpressions: [configuration.webhooks[1]!.namespaceSelector.matchExpressions[0]!] } }];
+    (configuration.webhooks[0] as { matchConditions?: MatchCondition[] }).matchConditions = OPT_IN;
+    const lines: { msg: string; level: number; webhook?: string }[] = [];
+    const logger = pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line)) });
+    const { writer, results, stored } = await setup({}, configuration, logger);
+    writer.sync();
+    await until('removed', () => results.includes('patched'));
+    expect(stored()[0]!.matchConditions).toBeUndefined();
+    writer.sync();
+    await until('checked', () => results.includes('unchanged'));
+    const advice = lines.filter((l) => l.webhook === 'pods.example.com' && l.msg.includes('split it in two'));
+    expect(advice).toHaveLength(1);
+    expect(advice[0]!.level).toBe(30);
   });
 
   it('more than 64 conditions are refused by the API server as well', async () => {

@@ -215,7 +215,7 @@ describe('nativeSidecar: auto, decided by the API server', () => {
 
 describe('matchConditions (--webhook-config)', () => {
   const conditions = (fake: FakeApiServer) =>
-    (fake.get('mutatingwebhookconfigurations', MWC_NAME) as { webhooks: { matchConditions?: { name: string; expression: string }[] }[] }).webhooks[0]!.matchConditions;
+    (fake.get('mutatingwebhookconfigurations', MWC_NAME) as { webhooks: { matchConditions?: { name: string; expression: string }[] }[] }).webhooks[1]!.matchConditions;
 
   it('written at start from the config in force, and kept in step when the config is reloaded', async () => {
     const fake = await startFakeCluster();
@@ -223,9 +223,9 @@ describe('matchConditions (--webhook-config)', () => {
     await eventually(async () => conditions(fake), 'the conditions');
     expect(conditions(fake)!.map((c) => c.name)).toEqual(['sidecar-injector-asked']);
     expect(conditions(fake)![0]!.expression).toContain('"sidecar-injector.io/inject"');
-    // A new prefix: the conditions follow it.
-    s.config.update({ 'config.yaml': `annotationPrefix: inject.example.com\n${TEST_CONFIG_YAML}` });
-    await eventually(async () => (conditions(fake)?.[0]?.expression.includes('"inject.example.com/inject"') ? true : undefined), 'the new conditions');
+    // A wider scope (alwaysInjectSelector): the conditions follow it.
+    s.config.update({ 'config.yaml': `alwaysInjectSelector: [{ matchLabels: { tier: logging } }]\n${TEST_CONFIG_YAML}` });
+    await eventually(async () => (conditions(fake)?.[0]?.expression.includes('"tier"') ? true : undefined), 'the new conditions');
     // opt-out: every pod must be sent, so they go.
     s.config.update({ 'config.yaml': `policy: opt-out\n${TEST_CONFIG_YAML.replace('policy: opt-in', '')}` });
     await eventually(async () => (conditions(fake) === undefined ? true : undefined), 'no conditions');
