@@ -12,6 +12,7 @@ import { matchConditionsFor } from '../core/match-conditions.js';
 import { findWebhookScope, runAudit } from '../kube/audit.js';
 import { CaBundleWriter } from '../kube/ca-bundle.js';
 import type { KubeClient } from '../kube/client.js';
+import { ReplicaLease, replicaIdentity } from '../kube/replica-lease.js';
 import { EventRecorder } from '../kube/events.js';
 import { detectServerFeatures } from '../kube/features.js';
 import { MatchConditionsWriter } from '../kube/match-conditions.js';
@@ -48,6 +49,10 @@ export interface ClusterOptions {
   config: () => CompiledConfig;
   /** --webhook-config: the MutatingWebhookConfiguration whose matchConditions follow the config. */
   webhookConfig?: string;
+  /** --lease-duration: how long a replica's Lease counts without renewal (s). */
+  leaseDurationSeconds?: number;
+  /** POD_NAME, POD_NAMESPACE: who this replica is. */
+  env?: Readonly<Record<string, string | undefined>>;
 }
 
 /** Build the parts, then start them: namespace cache → feature probe → events → caBundle → audit loop. */
@@ -70,8 +75,8 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
   });
   const events = flags['no-events'] !== true && flags.events !== false ? new EventRecorder({ client, logger: log, onResult: metrics.event }) : undefined;
   const caBundleName = flags['patch-ca-bundle'] as string | undefined;
-  const caBundle = caBundleName ? new CaBundleWriter({ client, name: caBundleName, caPath: opts.caPath, certPath: opts.certPath, logger: log, onResult: metrics.caBundle }) : undefined;
-  caBundle?.sync();
+  const caBundle = caBundleName ? caBundleWriter(client, caBundleName, opts, log) : undefined;
+  caBundle?.start();
   const audit = opts.auditIntervalMs ? startAuditLoop(client, opts.auditIntervalMs, { ...opts, logger: log }, namespaces, features.server) : undefined;
 
   return {
@@ -79,7 +84,7 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     server: features.server,
     events,
     caBundle,
-    notReady: readiness(namespaces, features.probed, opts.syncBoundMs ?? 30_000, log),
+    notReady: readiness(namespaces, features.probed, caBundle, opts.syncBoundMs ?? 30_000, log),
     configChanged: () => {
       if (features.server().matchConditions) conditions?.sync();
     },
@@ -173,17 +178,40 @@ function startAuditLoop(client: KubeClient, interval: number, opts: ClusterOptio
   };
 }
 
-/** /readyz: not ready until the cache has synced and the probe has answered once, or until the bound has passed. */
-function readiness(namespaces: NamespaceCache, probed: () => boolean, boundMs: number, log: Logger): () => string | undefined {
+/**
+ * /readyz: not ready until the cache has synced, the probe has answered once and (with --patch-ca-bundle)
+ * the API server trusts the CA this replica serves with, or until the bound has passed.
+ */
+function readiness(namespaces: NamespaceCache, probed: () => boolean, caBundle: CaBundleWriter | undefined, boundMs: number, log: Logger): () => string | undefined {
   const started = Date.now();
   let gaveUpWaiting = false;
   return () => {
-    if (gaveUpWaiting || (namespaces.synced && probed())) return undefined;
+    const trusted = caBundle ? caBundle.trusted() : true;
+    if (gaveUpWaiting || (namespaces.synced && probed() && trusted)) return undefined;
     if (Date.now() - started >= boundMs) {
       gaveUpWaiting = true;
-      log.warn({ afterMs: boundMs, namespacesSynced: namespaces.synced, featuresKnown: probed() }, 'ready without a synced namespace cache; rule 7 runs on direct reads');
+      if (!namespaces.synced) log.warn({ afterMs: boundMs, featuresKnown: probed() }, 'ready without a synced namespace cache; rule 7 runs on direct reads');
+      if (!trusted) log.error({ afterMs: boundMs }, 'ready although the caBundle does not trust this replica\'s CA yet: admissions it answers may fail until it does');
       return undefined;
     }
-    return namespaces.synced ? 'probing the API server' : 'namespace cache not synced';
+    return !namespaces.synced ? 'namespace cache not synced' : !probed() ? 'probing the API server' : 'caBundle does not trust this replica\'s CA yet';
   };
+}
+
+/** --patch-ca-bundle: the caBundle writer, with this replica's Lease in its namespace. */
+function caBundleWriter(client: KubeClient, name: string, opts: ClusterOptions, log: Logger): CaBundleWriter {
+  const durationSeconds = opts.leaseDurationSeconds ?? 15;
+  const identity = replicaIdentity(opts.env ?? {});
+  log.info({ lease: `${identity.namespace}/${identity.name}`, durationSeconds }, 'replica Lease for the caBundle');
+  return new CaBundleWriter({
+    client,
+    name,
+    caPath: opts.caPath,
+    certPath: opts.certPath,
+    lease: new ReplicaLease({ client, identity, webhookConfiguration: name, durationSeconds }),
+    resyncMs: (durationSeconds * 1000) / 3,
+    logger: log,
+    onResult: opts.metrics.caBundle,
+    onTrust: opts.metrics.caTrust,
+  });
 }

@@ -36,6 +36,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   'log-level': { type: 'string', env: true, default: 'info', help: 'trace, debug, info, warn, error' },
   kubeconfig: { type: 'string', env: true, help: 'kubeconfig file for cluster access (default: in-cluster when in a pod, else none)' },
   'patch-ca-bundle': { type: 'string', env: true, help: 'MutatingWebhookConfiguration whose webhooks get ca.crt (beside --tls-cert) as caBundle' },
+  'lease-duration': { type: 'string', env: true, default: '15', help: 'seconds a replica Lease counts without renewal (--patch-ca-bundle; renewed every third of it)' },
   'webhook-config': { type: 'string', env: true, help: 'MutatingWebhookConfiguration whose matchConditions follow the config (API servers 1.28+)' },
   events: { type: 'boolean', env: true, help: 'record Kubernetes Events for admissions (default on with a cluster)' },
   'no-events': { type: 'boolean', help: 'do not record Events' },
@@ -137,6 +138,7 @@ interface Settings {
   kubeVersion: KubeVersion | undefined;
   auditIntervalMs: number | undefined;
   caBundleName: string | undefined;
+  leaseDurationSeconds: number;
   webhookConfig: string | undefined;
 }
 
@@ -155,6 +157,7 @@ function readSettings(flags: ParsedFlags): Settings {
     kubeVersion: kubeVersionFlag(flags['kube-version'] as string | undefined),
     auditIntervalMs: durationFlag('audit-interval', flags['audit-interval'] as string | undefined),
     caBundleName: flags['patch-ca-bundle'] as string | undefined,
+    leaseDurationSeconds: intFlag(flags, 'lease-duration', 3, 3600),
     webhookConfig: flags['webhook-config'] as string | undefined,
   };
 }
@@ -214,6 +217,8 @@ async function connect(
     auditIntervalMs: s.auditIntervalMs,
     config: () => config.current,
     webhookConfig: s.webhookConfig,
+    leaseDurationSeconds: s.leaseDurationSeconds,
+    env: options.env,
   });
 }
 
@@ -307,8 +312,6 @@ async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, m
   return true;
 }
 
-/** The API server rebuilds its webhook client when the configuration changes; give it this long after a caBundle write. */
-const TRUST_PROPAGATION_MS = 3000;
 /** Serve the new pair after this long even if the caBundle could not be written (the old one may be about to expire). */
 const TRUST_BOUND_MS = 60_000;
 
@@ -323,10 +326,11 @@ async function reloadTls(s: Settings, https: HttpsListener, cluster: ClusterFeat
   const writer = cluster?.caBundle;
   if (writer) {
     if (!(await writer.ensureTrusted(TRUST_BOUND_MS))) logger.error({ afterMs: TRUST_BOUND_MS }, 'caBundle not confirmed; serving the new certificate anyway');
-    const wait = writer.lastPatchedAt + TRUST_PROPAGATION_MS - Date.now();
+    const wait = writer.propagationWaitMs();
     if (wait > 0) await sleep(wait);
   }
   https.setTls(pair.pair);
+  writer?.inForce();
   expiry.inForce(pair.pair.cert);
   metrics.tlsReload('success');
   logger.info({ cert: s.certPath }, 'certificate reloaded');
@@ -341,5 +345,7 @@ async function drain(s: Settings, listeners: Listeners, watchers: FileWatcher[],
   logger.info('no longer accepting; draining in-flight requests');
   const deadline = SHUTDOWN_BOUND_MS - s.shutdownDelayMs - 1000;
   await Promise.all([listeners.https.drain(deadline), listeners.metrics?.drain(deadline), cluster?.events?.close()]);
+  // Served nothing more: the other replicas may stop trusting our CA now rather than when our Lease expires.
+  await cluster?.caBundle?.release();
   logger.info('shut down');
 }

@@ -16,6 +16,7 @@ export interface Metrics {
   namespaceWatchRestart(reason: NamespaceWatchRestart): void;
   namespaceLookup(result: 'fetched' | 'failed'): void;
   caBundle(result: 'patched' | 'unchanged' | 'failure'): void;
+  caTrust(trusted: boolean, cas: number): void;
   matchConditions(result: 'patched' | 'unchanged' | 'rejected' | 'unsupported' | 'failure'): void;
   event(result: 'created' | 'updated' | 'dropped' | 'failed'): void;
   auditResult(counts: AuditCounts): void;
@@ -90,6 +91,17 @@ export function createMetrics(): Metrics {
     labelNames: ['result'],
     registers: [registry],
   });
+  const caTrusted = new Gauge({
+    name: 'sidecar_injector_ca_trusted',
+    help: 'Whether the caBundle (at the last check by --patch-ca-bundle) trusts the CA this replica serves with and the one it is about to: 1 or 0.',
+    // Exported only by replicas that write the caBundle (registered at the first check), so 0 always means a problem.
+    registers: [],
+  });
+  const caBundleCas = new Gauge({
+    name: 'sidecar_injector_ca_bundle_cas',
+    help: 'CAs in the caBundle at the last check by --patch-ca-bundle (the union of what the live replicas serve with and trust).',
+    registers: [],
+  });
   const matchConditions = new Counter({
     name: 'sidecar_injector_match_conditions_writes_total',
     help: 'matchConditions checks of --webhook-config, by result: patched, unchanged, rejected (by the API server; removed so every pod is sent), unsupported (dropped by the API server), failure (retried).',
@@ -137,6 +149,14 @@ export function createMetrics(): Metrics {
     namespaceWatchRestart: (reason) => watchRestarts.inc({ reason }),
     namespaceLookup: (result) => lookups.inc({ result }),
     caBundle: (result) => caBundles.inc({ result }),
+    caTrust: (trusted, cas) => {
+      if (!registry.getSingleMetric('sidecar_injector_ca_trusted')) {
+        registry.registerMetric(caTrusted);
+        registry.registerMetric(caBundleCas);
+      }
+      caTrusted.set(trusted ? 1 : 0);
+      caBundleCas.set(cas);
+    },
     matchConditions: (result) => matchConditions.inc({ result }),
     event: (result) => events.inc({ result }),
     auditResult: (counts) => {

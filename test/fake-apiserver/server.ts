@@ -31,6 +31,13 @@
  *   unique, expressions required and compiling; 422 Invalid otherwise), and
  *   dropped on write where the feature is off (the registry strategy's
  *   dropDisabledFields for AdmissionWebhookMatchConditions).
+ * - Updates (PUT) are optimistic: a `metadata.resourceVersion` other than the
+ *   stored one is 409 Conflict ("the object has been modified"), none at all
+ *   is an unconditional update (the Lease strategy allows it); the name in
+ *   the body must match the path. DELETE answers the Status `Success`
+ *   (apiserver's handlers for a deleted object without finalizers). Leases
+ *   (coordination.k8s.io/v1) need `spec.leaseDurationSeconds` > 0 when set
+ *   (coordination validation.go), and `renewTime` is a MicroTime.
  * - core/v1 Events: the validation kube-apiserver applies to a legacy Event
  *   (involvedObject.namespace must equal the Event's namespace), names unique
  *   in a namespace (409 AlreadyExists).
@@ -103,6 +110,7 @@ const LIST_KINDS: Record<string, string> = {
   secrets: 'SecretList',
   events: 'EventList',
   mutatingwebhookconfigurations: 'MutatingWebhookConfigurationList',
+  leases: 'LeaseList',
 };
 
 export class FakeApiServer {
@@ -381,6 +389,11 @@ export class FakeApiServer {
       if (!found) return this.json(res, 404, status(404, 'NotFound', `${collection} "${name}" not found`, { name, kind: collection }));
       if (r.method === 'GET') return this.json(res, 200, found);
       if (r.method === 'PATCH') return this.patch(collection, found, r, res);
+      if (r.method === 'PUT') return this.update(collection, found, r.body as Obj, res);
+      if (r.method === 'DELETE') {
+        this.remove(collection, key);
+        return this.json(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: collection, uid: meta(found).uid } });
+      }
     }
     this.json(res, 405, status(405, 'MethodNotAllowed', `${r.method} is not supported here`));
   }
@@ -460,9 +473,25 @@ export class FakeApiServer {
       const problem = eventProblem(body, namespace ?? '');
       if (problem) return this.json(res, 422, status(422, 'Invalid', `Event "${m.name as string}" is invalid: ${problem}`));
     }
+    if (collection === 'leases') {
+      const problem = leaseProblem(body);
+      if (problem) return this.json(res, 422, status(422, 'Invalid', `Lease.coordination.k8s.io "${m.name as string}" is invalid: ${problem}`));
+    }
     const key = namespace ? `${namespace}/${m.name as string}` : (m.name as string);
     if (this.get(collection, key)) return this.json(res, 409, status(409, 'AlreadyExists', `${collection} "${m.name as string}" already exists`));
     this.json(res, 201, this.put(collection, { ...body, metadata: { ...m, namespace } }));
+  }
+
+  private update(collection: string, found: Obj, body: Obj, res: ServerResponse): void {
+    const m = (body?.metadata ?? {}) as Obj;
+    const name = meta(found).name as string;
+    if (m.name !== name) return this.json(res, 400, status(400, 'BadRequest', `the name of the object (${String(m.name)}) does not match the name on the URL (${name})`));
+    if (m.resourceVersion !== undefined && m.resourceVersion !== meta(found).resourceVersion) {
+      return this.json(res, 409, status(409, 'Conflict', `Operation cannot be fulfilled on ${collection} "${name}": the object has been modified; please apply your changes to the latest version and try again`));
+    }
+    const problem = collection === 'leases' ? leaseProblem(body) : undefined;
+    if (problem) return this.json(res, 422, status(422, 'Invalid', `Lease.coordination.k8s.io "${name}" is invalid: ${problem}`));
+    this.json(res, 200, this.put(collection, { ...body, metadata: { ...m, namespace: meta(found).namespace } }));
   }
 
   private patch(collection: string, found: Obj, r: RequestRecord, res: ServerResponse): void {
@@ -512,6 +541,19 @@ function eventProblem(e: Obj, namespace: string): string | undefined {
   if (e.type !== 'Normal' && e.type !== 'Warning') return 'type: Unsupported value';
   if (typeof e.reason !== 'string' || e.reason === '') return 'reason: Required value';
   if (typeof e.reportingComponent === 'string' && typeof e.reportingInstance !== 'string') return 'reportingInstance: Required value';
+  return undefined;
+}
+
+/** MicroTime as the API server parses it (RFC 3339 with microseconds). */
+const MICRO_TIME = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+/** ValidateLeaseSpec (coordination validation.go), and the MicroTime format the decoder accepts. */
+function leaseProblem(lease: Obj): string | undefined {
+  const spec = (lease.spec ?? {}) as Obj;
+  if (spec.leaseDurationSeconds !== undefined && !(Number(spec.leaseDurationSeconds) > 0)) return 'spec.leaseDurationSeconds: Invalid value: must be greater than 0';
+  for (const f of ['renewTime', 'acquireTime']) {
+    if (spec[f] !== undefined && !MICRO_TIME.test(String(spec[f]))) return `spec.${f}: Invalid value: not a MicroTime`;
+  }
   return undefined;
 }
 

@@ -2,6 +2,7 @@ import { afterEach, describe, expect, it } from '@jest/globals';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { caBundlePatch, CaBundleWriter, type CaBundleResult } from '../../src/kube/ca-bundle.js';
+import { ReplicaLease } from '../../src/kube/replica-lease.js';
 import { generateCertificates } from '../../src/tls/generate.js';
 import type { FakeApiServer } from '../fake-apiserver/server.js';
 import { quietLogger, startFake, until } from './helpers.js';
@@ -42,8 +43,22 @@ async function setup() {
   const caPath = join(started.dir, 'ca.crt');
   writeFileSync(caPath, certs.caCert);
   const results: CaBundleResult[] = [];
-  const writer = () => {
-    const w = new CaBundleWriter({ client: started.client, name: NAME, caPath, logger: quietLogger, onResult: (r) => results.push(r), backoffInitialMs: 50, backoffMaxMs: 100 });
+  let replicas = 0;
+  /** A replica's writer with its own Lease (no Lease: the fallback that removes nothing but expired CAs). */
+  const writer = (opts: { lease?: boolean; caPath?: string; retireAfterMs?: number } = {}) => {
+    const identity = { name: `replica-${(replicas += 1)}`, namespace: 'sidecar-injector' };
+    const lease = opts.lease === false ? undefined : new ReplicaLease({ client: started.client, identity, webhookConfiguration: NAME, durationSeconds: 15 });
+    const w = new CaBundleWriter({
+      client: started.client,
+      name: NAME,
+      caPath: opts.caPath ?? caPath,
+      lease,
+      retireAfterMs: opts.retireAfterMs ?? 0,
+      logger: quietLogger,
+      onResult: (r) => results.push(r),
+      backoffInitialMs: 50,
+      backoffMaxMs: 100,
+    });
     writers.push(w);
     return w;
   };
@@ -101,7 +116,16 @@ describe('--patch-ca-bundle against the API server', () => {
     const before = patches(s.fake).length;
     a.sync();
     await until('the rewrite', () => patches(s.fake).length > before && s.results.length >= 3);
-    expect(stored(s.fake).webhooks.every((w) => w.clientConfig.caBundle === Buffer.from(rotated.caCert).toString('base64'))).toBe(true);
+    // b's Lease still says it trusts the first CA: both stay until b has seen the new Secret.
+    const both = stored(s.fake).webhooks[0]!.clientConfig.caBundle!;
+    expect(Buffer.from(both, 'base64').toString()).toBe(rotated.caCert + s.ca);
+    b.sync();
+    await until('b agrees', () => Buffer.from(stored(s.fake).webhooks[0]!.clientConfig.caBundle!, 'base64').toString() === rotated.caCert);
+    a.sync();
+    b.sync();
+    const settled = patches(s.fake).length;
+    await until('both checked', () => s.results.slice(-2).every((r) => r === 'unchanged'));
+    expect(patches(s.fake).length).toBe(settled);
   });
 
   it('retries with backoff when the API server refuses, and never writes a half-read CA', async () => {

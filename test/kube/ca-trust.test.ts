@@ -1,0 +1,286 @@
+/**
+ * Issue 20: the caBundle is the union of what the live replicas serve with
+ * and trust, whatever each Secret's ca.crt says. Each rule of the bundle has
+ * a test here that fails when that rule is removed from the code: a CA a
+ * live replica needs stays; one no live replica needs leaves (after the
+ * grace); an expired one leaves; a dead replica's Lease stops counting; the
+ * write is guarded by the resourceVersion read before the Leases.
+ */
+import { afterEach, describe, expect, it } from '@jest/globals';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { V1Lease } from '@kubernetes/client-node';
+import { CaBundleWriter, desiredCas, retiring, type CaBundleResult } from '../../src/kube/ca-bundle.js';
+import type { KubeClient } from '../../src/kube/client.js';
+import { LEASE_LABEL, liveNeeds, microTime, ReplicaLease, replicaIdentity, SERVING_ANNOTATION, TRUSTED_ANNOTATION } from '../../src/kube/replica-lease.js';
+import { generateCa, issueServingCertificate, type CertificateAuthority } from '../../src/tls/generate.js';
+import { certInfo, type CertInfo } from '../../src/tls/inspect.js';
+import type { FakeApiServer } from '../fake-apiserver/server.js';
+import { quietLogger, startFake, until } from './helpers.js';
+
+const NAME = 'sidecar-injector';
+const NS = 'sidecar-injector';
+const REQ = { service: NAME, namespace: NS, dev: false, days: 30 };
+
+const info = (ca: CertificateAuthority) => certInfo(ca.caCert);
+const fps = (cas: readonly CertInfo[]) => cas.map((c) => c.fingerprint);
+
+describe('desiredCas (pure)', () => {
+  it('keeps ours and the current CAs another live replica needs; drops the rest; drops expired ones even when needed', async () => {
+    const [mine, needed, unneeded] = await Promise.all([generateCa(REQ), generateCa(REQ), generateCa(REQ)]);
+    const expired = await generateCa({ ...REQ, days: 1, now: new Date(Date.now() - 3 * 86_400_000) });
+    const current = [info(needed), info(unneeded), info(expired)];
+    const want = desiredCas(current, [info(mine)], new Set([info(needed).fingerprint, info(expired).fingerprint]), new Date());
+    expect(new Set(fps(want))).toEqual(new Set([info(mine).fingerprint, info(needed).fingerprint]));
+    // Ours expired: not written either.
+    expect(desiredCas([], [info(expired)], new Set(), new Date())).toEqual([]);
+  });
+
+  it('without Leases (others unknown) removes nothing but expired CAs', async () => {
+    const [a, b] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const expired = await generateCa({ ...REQ, days: 1, now: new Date(Date.now() - 3 * 86_400_000) });
+    expect(new Set(fps(desiredCas([info(b), info(expired)], [info(a)], undefined, new Date())))).toEqual(new Set(fps([info(a), info(b)])));
+  });
+
+  it('one canonical order, newest first, whatever the input order', async () => {
+    const old = await generateCa({ ...REQ, now: new Date(Date.now() - 86_400_000) });
+    const young = await generateCa(REQ);
+    const need = new Set(fps([info(old), info(young)]));
+    expect(fps(desiredCas([info(old)], [info(young)], need, new Date()))).toEqual(fps(desiredCas([info(young)], [info(old)], need, new Date())));
+    expect(fps(desiredCas([info(old)], [info(young)], need, new Date()))[0]).toBe(info(young).fingerprint);
+  });
+});
+
+describe('retiring (pure)', () => {
+  it('a CA no one needs stays for the grace period, then leaves; needed again, its clock restarts', async () => {
+    const ca = info(await generateCa(REQ));
+    const since = new Map<string, number>();
+    expect(retiring([ca], new Set(), since, 1000, 500)).toEqual(new Set([ca.fingerprint]));
+    expect(retiring([ca], new Set(), since, 1499, 500)).toEqual(new Set([ca.fingerprint]));
+    expect(retiring([ca], new Set(), since, 1500, 500)).toEqual(new Set());
+    expect(retiring([ca], new Set([ca.fingerprint]), since, 1600, 500)).toEqual(new Set());
+    expect(since.size).toBe(0);
+    expect(retiring([ca], new Set(), since, 1700, 500)).toEqual(new Set([ca.fingerprint]));
+  });
+});
+
+describe('replica Leases (pure parts)', () => {
+  const lease = (name: string, renewedMsAgo: number, serving: string, trusted = ''): V1Lease => ({
+    metadata: { name, annotations: { [SERVING_ANNOTATION]: serving, [TRUSTED_ANNOTATION]: trusted } },
+    spec: { leaseDurationSeconds: 15, renewTime: microTime(new Date(Date.now() - renewedMsAgo)) as unknown as Date },
+  });
+
+  it('counts the needs of live Leases other than ours; an expired Lease counts for nothing', () => {
+    const needs = liveNeeds([lease('me', 0, 'MINE'), lease('b', 1000, 'B1,B2', 'T'), lease('dead', 16_000, 'DEAD'), { metadata: { name: 'no-spec' } }], 'me', new Date());
+    expect(needs).toEqual(new Set(['B1', 'B2', 'T']));
+  });
+
+  it('MicroTime has six fractional digits', () => {
+    expect(microTime(new Date('2026-11-30T08:00:00.123Z'))).toBe('2026-11-30T08:00:00.123000Z');
+  });
+
+  it('knows itself by POD_NAME and POD_NAMESPACE, else hostname-pid and the service account namespace, else default', () => {
+    expect(replicaIdentity({ POD_NAME: 'si-abc', POD_NAMESPACE: 'ops' }, 'h', 1, () => 'x')).toEqual({ name: 'si-abc', namespace: 'ops' });
+    expect(replicaIdentity({}, 'Build_Host', 42, () => 'sidecar-injector\n')).toEqual({ name: 'build-host-42', namespace: 'sidecar-injector' });
+    expect(
+      replicaIdentity({}, 'h', 7, () => {
+        throw new Error('ENOENT');
+      }),
+    ).toEqual({ name: 'h-7', namespace: 'default' });
+  });
+});
+
+/** A replica as the writer sees it: its own ca.crt and tls.crt, its Lease, its writer. */
+interface Replica {
+  writer: CaBundleWriter;
+  results: CaBundleResult[];
+  files(ca: CertificateAuthority, trust: CertificateAuthority[]): Promise<void>;
+}
+
+let fake: FakeApiServer | undefined;
+let client: KubeClient;
+const writers: CaBundleWriter[] = [];
+afterEach(async () => {
+  for (const w of writers.splice(0)) w.stop();
+  await fake?.stop();
+  fake = undefined;
+});
+
+async function cluster() {
+  const started = await startFake();
+  fake = started.fake;
+  client = started.client;
+  fake.webhookConfiguration(NAME, NS);
+  return started.fake;
+}
+
+async function replica(name: string, ca: CertificateAuthority, trust: CertificateAuthority[], opts: { durationSeconds?: number; retireAfterMs?: number } = {}): Promise<Replica> {
+  const dir = mkdtempSync(join(tmpdir(), `replica-${name}-`));
+  const files = async (signer: CertificateAuthority, set: CertificateAuthority[]) => {
+    writeFileSync(join(dir, 'ca.crt'), set.map((c) => c.caCert).join(''));
+    writeFileSync(join(dir, 'tls.crt'), (await issueServingCertificate(REQ, signer)).cert);
+  };
+  await files(ca, trust);
+  const results: CaBundleResult[] = [];
+  const writer = new CaBundleWriter({
+    client,
+    name: NAME,
+    caPath: join(dir, 'ca.crt'),
+    certPath: join(dir, 'tls.crt'),
+    lease: new ReplicaLease({ client, identity: { name, namespace: NS }, webhookConfiguration: NAME, durationSeconds: opts.durationSeconds ?? 15 }),
+    retireAfterMs: opts.retireAfterMs ?? 0,
+    logger: quietLogger,
+    onResult: (r) => results.push(r),
+    backoffInitialMs: 20,
+    backoffMaxMs: 50,
+  });
+  writers.push(writer);
+  return { writer, results, files };
+}
+
+const bundle = (f: FakeApiServer) =>
+  (f.get('mutatingwebhookconfigurations', NAME) as { webhooks: { clientConfig: { caBundle?: string } }[] }).webhooks.map((w) =>
+    Buffer.from(w.clientConfig.caBundle ?? '', 'base64').toString('utf8'),
+  );
+const holds = (f: FakeApiServer, ...cas: CertificateAuthority[]) => bundle(f).every((b) => cas.every((c) => b.includes(c.caCert)));
+const exactly = (f: FakeApiServer, ...cas: CertificateAuthority[]) => bundle(f).every((b) => b.length === cas.reduce((n, c) => n + c.caCert.length, 0) && holds(f, ...cas));
+
+async function settle(r: Replica): Promise<void> {
+  expect(await r.writer.ensureTrusted(5000)).toBe(true);
+}
+
+describe('the caBundle across replicas, through the fake API server', () => {
+  it('a Secret replaced whole on one replica keeps the CA the other still serves with; the other catching up removes it', async () => {
+    const f = await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const one = await replica('one', caA, [caA]);
+    const two = await replica('two', caA, [caA]);
+    await settle(one);
+    await settle(two);
+    expect(exactly(f, caA)).toBe(true);
+
+    await one.files(caB, [caB]); // only the new CA in ca.crt
+    await settle(one);
+    expect(exactly(f, caA, caB)).toBe(true); // two still serves with A
+    one.writer.inForce();
+    await settle(one);
+    expect(holds(f, caA)).toBe(true);
+
+    await two.files(caB, [caB]);
+    await settle(two);
+    two.writer.inForce();
+    await settle(two);
+    await settle(one);
+    expect(exactly(f, caB)).toBe(true);
+  });
+
+  it('a replica behind puts its own CA back when another removed it (no last-writer-wins)', async () => {
+    const f = await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const behind = await replica('behind', caA, [caA]);
+    await settle(behind);
+    // Someone (an older release, a user) writes only B.
+    f.put('mutatingwebhookconfigurations', {
+      ...f.get('mutatingwebhookconfigurations', NAME)!,
+      webhooks: (f.get('mutatingwebhookconfigurations', NAME)!.webhooks as { clientConfig: object }[]).map((w) => ({ ...w, clientConfig: { ...w.clientConfig, caBundle: Buffer.from(caB.caCert).toString('base64') } })),
+    });
+    behind.writer.sync();
+    await until('A back', () => holds(f, caA));
+    expect(holds(f, caA, caB) || exactly(f, caA)).toBe(true);
+  });
+
+  it('a replica that goes away without deleting its Lease stops counting once the Lease expires, and its CA leaves', async () => {
+    const f = await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const live = await replica('live', caB, [caB]);
+    // A dead replica's Lease: it served with A, renewed 1 s ago, 3 s long.
+    const deadLease = (renewed: Date) => ({
+      apiVersion: 'coordination.k8s.io/v1',
+      kind: 'Lease',
+      metadata: { name: 'dead', namespace: NS, labels: { [LEASE_LABEL]: NAME }, annotations: { [SERVING_ANNOTATION]: info(caA).fingerprint, [TRUSTED_ANNOTATION]: info(caA).fingerprint } },
+      spec: { holderIdentity: 'dead', leaseDurationSeconds: 3, renewTime: microTime(renewed) },
+    });
+    f.put('leases', deadLease(new Date(Date.now() - 1000)));
+    f.put('mutatingwebhookconfigurations', {
+      ...f.get('mutatingwebhookconfigurations', NAME)!,
+      webhooks: (f.get('mutatingwebhookconfigurations', NAME)!.webhooks as { clientConfig: object }[]).map((w) => ({ ...w, clientConfig: { ...w.clientConfig, caBundle: Buffer.from(caA.caCert).toString('base64') } })),
+    });
+    await settle(live);
+    expect(exactly(f, caA, caB)).toBe(true); // A: the dead replica's Lease is still live
+    f.put('leases', deadLease(new Date(Date.now() - 4000)));
+    live.writer.sync();
+    await until('A gone', () => exactly(f, caB));
+  });
+
+  it('a Lease of another webhook configuration does not count', async () => {
+    const f = await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const live = await replica('live', caB, [caB]);
+    f.put('leases', {
+      metadata: { name: 'other-install', namespace: NS, labels: { [LEASE_LABEL]: 'another-injector' }, annotations: { [SERVING_ANNOTATION]: info(caA).fingerprint } },
+      spec: { leaseDurationSeconds: 60, renewTime: microTime(new Date()) },
+    });
+    f.put('mutatingwebhookconfigurations', {
+      ...f.get('mutatingwebhookconfigurations', NAME)!,
+      webhooks: (f.get('mutatingwebhookconfigurations', NAME)!.webhooks as { clientConfig: object }[]).map((w) => ({ ...w, clientConfig: { ...w.clientConfig, caBundle: Buffer.from(caA.caCert).toString('base64') } })),
+    });
+    await settle(live);
+    expect(exactly(f, caB)).toBe(true);
+  });
+
+  it('a CA no one needs stays for the grace period before it leaves', async () => {
+    const f = await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const r = await replica('r', caA, [caA], { retireAfterMs: 600 });
+    await settle(r);
+    await r.files(caB, [caB]);
+    await settle(r);
+    r.writer.inForce();
+    await settle(r);
+    expect(exactly(f, caA, caB)).toBe(true);
+    const since = Date.now();
+    await until('A retired', () => {
+      r.writer.sync();
+      return exactly(f, caB);
+    });
+    expect(Date.now() - since).toBeGreaterThanOrEqual(400);
+  });
+
+  it('a replica stopping deletes its Lease; the others stop counting it at once', async () => {
+    const f = await cluster();
+    const ca = await generateCa(REQ);
+    const r = await replica('leaving', ca, [ca]);
+    await settle(r);
+    expect(f.get('leases', `${NS}/leaving`)).toBeDefined();
+    await r.writer.release();
+    expect(f.get('leases', `${NS}/leaving`)).toBeUndefined();
+  });
+
+  it('the write is guarded by the resourceVersion read: a replica that writes between our read and our write makes us retry', async () => {
+    const f = await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const first = await replica('first', caA, [caA]);
+    await settle(first);
+    const late = await replica('late', caB, [caB]);
+    // After first's Lease list, before its PATCH: late publishes and writes B.
+    let raced = false;
+    f.beforeRoute = (r) => {
+      if (raced || r.method !== 'PATCH' || !f.requests.some((x) => x.path.endsWith('/leases') && x.method === 'GET')) return;
+      raced = true;
+      f.put('mutatingwebhookconfigurations', {
+        ...f.get('mutatingwebhookconfigurations', NAME)!,
+        webhooks: (f.get('mutatingwebhookconfigurations', NAME)!.webhooks as { clientConfig: object }[]).map((w) => ({ ...w, clientConfig: { ...w.clientConfig, caBundle: Buffer.from(caB.caCert + caA.caCert).toString('base64') } })),
+      });
+    };
+    await late.files(caB, [caB]);
+    // first's ca.crt changes to force a write (A and a fresh C).
+    const caC = await generateCa(REQ);
+    await first.files(caA, [caA, caC]);
+    await settle(first);
+    expect(raced).toBe(true);
+    expect(first.results).toContain('failure'); // the 422 of the resourceVersion test
+    await settle(late);
+    expect(holds(f, caA, caB, caC)).toBe(true);
+  });
+});
