@@ -66,6 +66,8 @@ const ALLOWED: Record<string, string[]> = {
   'apps/replicasets': ['get'],
   'batch/jobs': ['get'],
   '/secrets': ['get', 'create', 'patch'],
+  // The replicas' Leases (--patch-ca-bundle), in the release namespace only (a Role).
+  'coordination.k8s.io/leases': ['create', 'get', 'list', 'update', 'delete'],
 };
 
 describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
@@ -166,16 +168,37 @@ describe('chart modes', () => {
     expect(docs.some((d) => d.apiVersion.startsWith('cert-manager.io'))).toBe(false);
   });
 
-  it('cert-manager: Issuer and Certificate, CA injected by cert-manager, replicas do not patch', () => {
+  it('cert-manager: Issuer and Certificate; the replicas write the caBundle (keeping every CA a replica needs), cert-manager only when asked', () => {
     const docs = renderDocs([valuesFile('cert-manager')]);
     const mwc = docs.find((d) => d.kind === 'MutatingWebhookConfiguration')!;
-    expect(mwc.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBe('sidecar-injector/sidecar-injector-tls');
+    expect(mwc.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBeUndefined();
     expect(docs.filter((d) => d.kind === 'Certificate').map((d) => d.metadata.name)).toEqual(['sidecar-injector-ca', 'sidecar-injector-tls']);
-    expect(argsOf(docs).some((a) => a.startsWith('--patch-ca-bundle'))).toBe(false);
+    expect(argsOf(docs)).toContain('--patch-ca-bundle=sidecar-injector');
     expect(docs.some((d) => d.kind === 'Job')).toBe(false);
     const withIssuer = renderDocs([valuesFile('cert-manager-issuer')]);
     expect(withIssuer.filter((d) => d.kind === 'Issuer')).toEqual([]);
     expect((withIssuer.find((d) => d.kind === 'Certificate')!.spec as { issuerRef: unknown }).issuerRef).toEqual({ kind: 'ClusterIssuer', name: 'internal-ca' });
+
+    const dir = mkdtempSync(join(tmpdir(), 'values-'));
+    writeFileSync(join(dir, 'inject-ca.yaml'), 'tls:\n  mode: cert-manager\n  certManager:\n    injectCa: true\n');
+    const injected = renderDocs([valuesFile('cert-manager'), join(dir, 'inject-ca.yaml')]);
+    expect(injected.find((d) => d.kind === 'MutatingWebhookConfiguration')!.metadata.annotations?.['cert-manager.io/inject-ca-from']).toBe('sidecar-injector/sidecar-injector-tls');
+    expect(argsOf(injected).some((a) => a.startsWith('--patch-ca-bundle'))).toBe(false);
+    expect(injected.some((d) => d.kind === 'Role' && d.metadata.name === 'sidecar-injector-replicas')).toBe(false);
+  });
+
+  it('replicas writing the caBundle know themselves (POD_NAME, POD_NAMESPACE) and may keep Leases in their own namespace only', () => {
+    const docs = renderDocs([]);
+    const env = (docs.find((d) => d.kind === 'Deployment')!.spec as { template: { spec: { containers: { env: { name: string; valueFrom: unknown }[] }[] } } }).template.spec.containers[0]!.env;
+    expect(env).toEqual([
+      { name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } },
+      { name: 'POD_NAMESPACE', valueFrom: { fieldRef: { fieldPath: 'metadata.namespace' } } },
+    ]);
+    const role = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'sidecar-injector-replicas')!;
+    expect((role.metadata as { namespace?: string }).namespace).toBe('sidecar-injector');
+    expect(role.rules).toEqual([{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create', 'get', 'list', 'update', 'delete'] }]);
+    const binding = docs.find((d) => d.kind === 'RoleBinding' && d.metadata.name === 'sidecar-injector-replicas')!;
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'sidecar-injector', namespace: 'sidecar-injector' }]);
   });
 
   it('secret: mounts the named Secret, no Job, replicas write its CA', () => {

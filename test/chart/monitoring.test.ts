@@ -33,7 +33,9 @@ function promtool(args: string[], files: Record<string, string>): { code: number
 /** Every metric name the webhook exports (histograms with their series suffixes). */
 async function exported(): Promise<Set<string>> {
   const names = new Set<string>();
-  for (const m of await createMetrics().registry.getMetricsAsJSON()) {
+  const metrics = createMetrics();
+  metrics.caTrust(true, 1); // registered by the first caBundle check
+  for (const m of await metrics.registry.getMetricsAsJSON()) {
     names.add(m.name);
     if (String(m.type) === 'histogram') for (const s of ['_bucket', '_sum', '_count']) names.add(`${m.name}${s}`);
   }
@@ -47,7 +49,7 @@ const RULES = stringify({ groups });
 describe('PrometheusRule', () => {
   it('passes promtool check rules, and names only exported metrics', async () => {
     const r = promtool(['check', 'rules', 'rules.yaml'], { 'rules.yaml': RULES });
-    expect(r.out).toContain('SUCCESS: 5 rules found');
+    expect(r.out).toContain('SUCCESS: 6 rules found');
     expect(r.code).toBe(0);
     const names = await exported();
     for (const rule of groups[0]!.rules) for (const n of namesIn(rule.expr)) expect(names).toContain(n);
@@ -57,6 +59,7 @@ describe('PrometheusRule', () => {
       'SidecarInjectorCertificateExpiringSoon',
       'SidecarInjectorConfigReloadFailing',
       'SidecarInjectorNamespaceCacheNotSynced',
+      'SidecarInjectorCaNotTrusted',
     ]);
   });
 
@@ -66,10 +69,10 @@ describe('PrometheusRule', () => {
       const rule = groups[0]!.rules.find((r) => r.alert === alert) as unknown as { annotations: { summary: string } };
       return { summary: rule.annotations.summary, description };
     };
-    const alert = (name: string, evalTime: string, series: { series: string; values: string }[], fires: string | undefined, severity = 'warning') => ({
+    const alert = (name: string, evalTime: string, series: { series: string; values: string }[], fires: string | undefined, severity = 'warning', labels: Record<string, string> = {}) => ({
       interval: '1m',
       input_series: series,
-      alert_rule_test: [{ eval_time: evalTime, alertname: name, exp_alerts: fires === undefined ? [] : [{ exp_labels: { severity }, exp_annotations: annotations(name, fires) }] }],
+      alert_rule_test: [{ eval_time: evalTime, alertname: name, exp_alerts: fires === undefined ? [] : [{ exp_labels: { severity, ...labels }, exp_annotations: annotations(name, fires) }] }],
     });
     const tests = [
       alert('SidecarInjectorAdmissionErrors', '20m', [{ series: `sidecar_injector_admissions_total{decision="error",${ns},pod="a"}`, values: '0+60x30' }],
@@ -90,6 +93,10 @@ describe('PrometheusRule', () => {
       alert('SidecarInjectorNamespaceCacheNotSynced', '20m', [{ series: `sidecar_injector_namespace_cache_synced{${ns},pod="a"}`, values: '0 0 1x30' }], undefined),
       // Another namespace's injector is not ours to page for.
       alert('SidecarInjectorMissedPods', '20m', [{ series: 'sidecar_injector_pods{state="missed",namespace="elsewhere",pod="a"}', values: '3x30' }], undefined),
+      alert('SidecarInjectorCaNotTrusted', '20m', [{ series: `sidecar_injector_ca_trusted{${ns},pod="a"}`, values: '1x30' }, { series: `sidecar_injector_ca_trusted{${ns},pod="b"}`, values: '0x30' }],
+        'Replica b has served with a CA that is not in the webhook configuration\'s caBundle for 5 minutes: calls the API server sends it fail. Look for "caBundle not written" or "replica Leases unavailable" in its logs (docs/operations.md, Alerts).', 'critical', { pod: 'b' }),
+      // A replica untrusted for a moment (a rotation's write, then the API server's reload) does not page.
+      alert('SidecarInjectorCaNotTrusted', '20m', [{ series: `sidecar_injector_ca_trusted{${ns},pod="a"}`, values: '1x15 0 0 1x15' }], undefined),
     ];
     const r = promtool(['test', 'rules', 'tests.yaml'], { 'rules.yaml': RULES, 'tests.yaml': stringify({ rule_files: ['rules.yaml'], evaluation_interval: '1m', tests }) });
     expect(r.out).toContain('SUCCESS');
@@ -106,7 +113,7 @@ describe('Grafana dashboard', () => {
     expect(cm.metadata.annotations).toEqual({ grafana_folder: 'Platform' });
     expect(dashboard.uid).toBe('sidecar-injector');
     expect(dashboard.panels.map((p) => p.title)).toEqual(
-      expect.arrayContaining(['Admissions by decision', 'Admission latency', 'Config and certificate reloads', 'Events dropped', 'Pods by audit state', 'Days to certificate expiry']),
+      expect.arrayContaining(['Admissions by decision', 'Admission latency', 'Config and certificate reloads', 'Events dropped', 'Pods by audit state', 'Days to certificate expiry', 'caBundle trusts every replica', 'CAs in the caBundle']),
     );
   });
 

@@ -7,6 +7,7 @@
  * write is guarded by the resourceVersion read before the Leases.
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -283,4 +284,70 @@ describe('the caBundle across replicas, through the fake API server', () => {
     await settle(late);
     expect(holds(f, caA, caB, caC)).toBe(true);
   });
+});
+
+/**
+ * Three replicas reloading in random orders, some steps at once (fast-check over orders and timings):
+ * every CA a replica serves with is in the bundle after every step (a replica swaps only once its new
+ * CA is trusted, as serve.ts does), and once all have caught up the bundle is exactly the union of what
+ * they need and stops changing.
+ */
+describe('three replicas converge (fast-check over orders and timings)', () => {
+  const SEED = Number(process.env.PROPERTY_SEED ?? 20261130);
+  const RUNS = Number(process.env.CONVERGENCE_RUNS ?? 15);
+  type Step = { replica: number; kind: 'reload'; ca: number; whole: boolean } | { replica: number; kind: 'sync' };
+  const step: fc.Arbitrary<Step> = fc.oneof(
+    fc.record({ replica: fc.nat(2), kind: fc.constant('reload' as const), ca: fc.integer({ min: 1, max: 2 }), whole: fc.boolean() }),
+    fc.record({ replica: fc.nat(2), kind: fc.constant('sync' as const) }),
+  );
+  // Batches of steps run at once: the timings.
+  const schedule = fc.array(fc.array(step, { minLength: 1, maxLength: 3 }), { minLength: 2, maxLength: 5 });
+
+  it('never untrust what a replica serves, and end agreeing and quiet', async () => {
+    const f = await cluster();
+    const cas = await Promise.all([generateCa(REQ), generateCa(REQ), generateCa(REQ)]);
+    let run = 0;
+    await fc.assert(
+      fc.asyncProperty(schedule, async (batches) => {
+        run += 1;
+        for (const l of f.all('leases')) f.remove('leases', `${NS}/${(l.metadata as { name: string }).name}`);
+        f.webhookConfiguration(NAME, NS);
+        const serving = [0, 0, 0];
+        const trust: number[][] = [[0], [0], [0]];
+        const rs = await Promise.all([0, 1, 2].map((i) => replica(`r${run}-${i}`, cas[0]!, [cas[0]!], { retireAfterMs: 150 })));
+        await Promise.all(rs.map(settle));
+        // Steps on one replica run in order; steps on different replicas at once.
+        const reload = async (i: number, ca: number, whole: boolean) => {
+          trust[i] = whole ? [ca] : [ca, serving[i]!];
+          await rs[i]!.files(cas[ca]!, trust[i]!.map((c) => cas[c]!));
+          await settle(rs[i]!);
+          serving[i] = ca;
+          rs[i]!.writer.inForce();
+        };
+        for (const batch of batches) {
+          const byReplica = [0, 1, 2].map((i) => batch.filter((s) => s.replica === i));
+          await Promise.all(
+            byReplica.map(async (steps, i) => {
+              for (const s of steps) {
+                if (s.kind === 'reload') await reload(i, s.ca, s.whole);
+                else await settle(rs[i]!);
+              }
+            }),
+          );
+          for (const i of [0, 1, 2]) expect(holds(f, cas[serving[i]!]!)).toBe(true);
+        }
+        // Everyone catches up; past the grace, the bundle is exactly what the replicas need.
+        await Promise.all(rs.map(settle));
+        await new Promise((r) => setTimeout(r, 200));
+        await Promise.all(rs.map(settle));
+        const needed = new Set([0, 1, 2].flatMap((i) => [serving[i]!, ...trust[i]!]));
+        expect(exactly(f, ...[...needed].map((c) => cas[c]!))).toBe(true);
+        const writes = f.requests.filter((r) => r.method === 'PATCH').length;
+        await Promise.all(rs.map(settle));
+        expect(f.requests.filter((r) => r.method === 'PATCH').length).toBe(writes);
+        for (const r of rs) await r.writer.release();
+      }),
+      { seed: SEED, numRuns: RUNS },
+    );
+  }, 120_000);
 });

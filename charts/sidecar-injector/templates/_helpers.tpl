@@ -45,8 +45,9 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/* The replicas write the CA into the webhook configuration themselves, except under cert-manager. */}}
+{{/* The replicas write the caBundle in every TLS mode, unless cert-manager's CA injector is asked to (tls.certManager.injectCa). */}}
 {{- define "sidecar-injector.patchCaBundle" -}}
-{{- if ne .Values.tls.mode "cert-manager" -}}true{{- end -}}
+{{- if not (and (eq .Values.tls.mode "cert-manager") .Values.tls.certManager.injectCa) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "sidecar-injector.prefix" -}}
