@@ -70,7 +70,7 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
   const conditions = opts.webhookConfig ? matchConditionsWriter(client, opts.webhookConfig, opts, log) : undefined;
   const features = probeFeatures(client, opts.kubeVersion, log, (server) => {
     if (!conditions) return;
-    if (server.matchConditions) conditions.sync();
+    if (server.matchConditions) conditions.start();
     else log.info('the API server has no webhook matchConditions (before 1.28): every pod in scope is sent');
   });
   const events = flags['no-events'] !== true && flags.events !== false ? new EventRecorder({ client, logger: log, onResult: metrics.event }) : undefined;

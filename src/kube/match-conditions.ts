@@ -71,6 +71,7 @@ export class MatchConditionsWriter {
   private readonly log: Logger;
   /** Entries already logged as sending every pod: once per process. */
   private readonly unsplitLogged = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: MatchConditionsOptions) {
     this.log = opts.logger.child({ webhookConfiguration: opts.name });
@@ -82,12 +83,24 @@ export class MatchConditionsWriter {
     });
   }
 
-  /** Asks for the conditions of the config in force to be written (at start and after each reload). */
+  /** Asks for the conditions of the config in force to be written (after each reload). */
   sync(): void {
     this.loop.sync();
   }
 
+  /**
+   * Writes now, then checks again every `everyMs`: a configuration replaced or re-created (a re-install,
+   * a GitOps tool applying the chart's manifest) gets its conditions back without waiting for a reload.
+   */
+  start(everyMs = 30_000): void {
+    this.loop.sync();
+    clearInterval(this.timer);
+    this.timer = setInterval(() => this.loop.sync(), everyMs);
+    this.timer.unref();
+  }
+
   stop(): void {
+    clearInterval(this.timer);
     this.loop.stop();
   }
 

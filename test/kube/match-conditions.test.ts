@@ -169,6 +169,17 @@ describe('MatchConditionsWriter against the fake API server', () => {
     expect(advice[0]!.level).toBe(30);
   });
 
+  it('checked again periodically: a configuration whose conditions were lost (re-created) gets them back without a reload', async () => {
+    const { writer, results, stored } = await setup();
+    writer.start(100);
+    await until('written', () => results.includes('patched'));
+    const mwc = fake!.get('mutatingwebhookconfigurations', NAME)!;
+    fake!.put('mutatingwebhookconfigurations', { ...mwc, webhooks: (mwc.webhooks as object[]).map((w) => ({ ...w, matchConditions: undefined })) });
+    expect(stored()[1]!.matchConditions).toBeUndefined();
+    await until('written again', () => results.filter((r) => r === 'patched').length === 2);
+    expect(stored()[1]!.matchConditions).toEqual(OPT_IN);
+  });
+
   it('more than 64 conditions are refused by the API server as well', async () => {
     const { writer, results, stored, set } = await setup();
     set(Array.from({ length: 65 }, (_, i) => ({ name: `c${i}`, expression: 'true' })));

@@ -1,0 +1,186 @@
+/**
+ * The product installed as the chart installs it, on a real API server: the
+ * chart rendered by the chart tests' renderer (Go text/template + sprig),
+ * every object applied (the API server's own validation, defaulting and
+ * RBAC), the certgen hook run as a process with its ServiceAccount's token,
+ * and the Deployment's replicas run as processes with the Deployment's args
+ * (paths mapped to kubelet-style volumes, ports to free ones) and their
+ * ServiceAccount's token (TokenRequest), POD_NAME and POD_NAMESPACE as the
+ * downward API gives them.
+ *
+ * What stands in for what the cluster would do: a round-robin TCP proxy on
+ * loopback is the Service, and the webhook configuration's clientConfig is
+ * a `url` with the Service's DNS name, which a hosts entry (removed at the
+ * end) points at 127.0.0.1, so the API server checks the certgen
+ * certificate's real names. The test plays kubelet: it copies the Secret
+ * and the ConfigMap into each replica's volume, when it chooses.
+ */
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseAllDocuments, stringify } from 'yaml';
+import { render } from '../chart/render.js';
+import { freePort, MountedVolume } from '../helpers/ops.js';
+import { runCli, startCli, type Started } from '../helpers/process.js';
+import type { ApiServer } from './apiserver.js';
+
+export const RELEASE = 'sidecar-injector';
+export const NS = 'sidecar-injector';
+export const SERVICE_HOST = `${RELEASE}.${NS}.svc`;
+const HOSTS = '/etc/hosts';
+const HOSTS_MARK = '# sidecar-injector e2e';
+
+type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string> } } & Record<string, unknown>;
+type Container = { args: string[]; env?: { name: string }[] };
+
+export interface Replica {
+  name: string;
+  proc: Started;
+  port: number;
+  metricsPort: number;
+  tls: MountedVolume;
+  config: MountedVolume;
+}
+
+export class Install {
+  readonly docs: Doc[];
+  readonly replicas: Replica[] = [];
+  private proxy: Server | undefined;
+  proxyPort = 0;
+  private readonly sockets = new Set<Socket>();
+  private readonly root = mkdtempSync(join(tmpdir(), 'e2e-install-'));
+  private next = 0;
+
+  constructor(
+    private readonly kas: ApiServer,
+    values: Record<string, unknown>,
+  ) {
+    const file = join(this.root, 'values.yaml');
+    writeFileSync(file, stringify(values));
+    const r = render([file], { name: RELEASE, namespace: NS });
+    if (!r.ok) throw new Error(`chart render failed: ${r.stderr}`);
+    this.docs = parseAllDocuments(r.stdout)
+      .map((d) => d.toJS() as Doc)
+      .filter(Boolean);
+  }
+
+  doc(kind: string, name = RELEASE): Doc {
+    const found = this.docs.find((d) => d.kind === kind && d.metadata.name === name);
+    if (!found) throw new Error(`the chart rendered no ${kind} ${name}`);
+    return found;
+  }
+
+  /** Namespace, then every object (hooks first, as Helm does), with kubectl's server-side apply. */
+  apply(): void {
+    this.kas.kubectl(['create', 'namespace', NS]);
+    const hooks = this.docs.filter((d) => d.metadata.annotations?.['helm.sh/hook']);
+    const rest = this.docs.filter((d) => !d.metadata.annotations?.['helm.sh/hook']);
+    for (const set of [hooks, rest]) {
+      this.kas.kubectl(['apply', '--server-side', '--field-manager=helm', '-f', '-'], set.map((d) => `---\n${stringify(d)}`).join(''));
+    }
+  }
+
+  /** The certgen hook Job's container, run as a process with the Job's ServiceAccount's token. */
+  async certgen(): Promise<void> {
+    const job = this.doc('Job', `${RELEASE}-certgen`) as Doc & { spec: { template: { spec: { serviceAccountName: string; containers: Container[] } } } };
+    const pod = job.spec.template.spec;
+    const kubeconfig = await this.kas.serviceAccountKubeconfig(NS, pod.serviceAccountName, this.root);
+    const r = await runCli([...pod.containers[0]!.args, '--kubeconfig', kubeconfig], { env: { KUBERNETES_SERVICE_HOST: '' } });
+    if (r.code !== 0) throw new Error(`certgen failed (${r.code}): ${r.stderr}`);
+  }
+
+  async secretFiles(): Promise<Record<string, string>> {
+    const s = await this.kas.must('GET', `/api/v1/namespaces/${NS}/secrets/${RELEASE}-tls`);
+    return Object.fromEntries(Object.entries(s.data as Record<string, string>).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
+  }
+
+  async configFiles(): Promise<Record<string, string>> {
+    const cm = await this.kas.must('GET', `/api/v1/namespaces/${NS}/configmaps/${RELEASE}-config`);
+    return cm.data as Record<string, string>;
+  }
+
+  /** The Deployment's args, with its volume paths mapped into `dir` and its ports to free ones. */
+  private deploymentArgs(dir: string, port: number, metricsPort: number): string[] {
+    const dep = this.doc('Deployment') as Doc & { spec: { template: { spec: { containers: Container[] } } } };
+    return dep.spec.template.spec.containers[0]!.args.map((a) =>
+      a
+        .replace('/etc/sidecar-injector/', `${dir}/`)
+        .replace(/^--port=\d+$/, `--port=${port}`)
+        .replace(/^--metrics-port=\d+$/, `--metrics-port=${metricsPort}`),
+    );
+  }
+
+  /** Starts one replica as the Deployment would; resolves when it serves. */
+  async startReplica(extraArgs: string[] = []): Promise<Replica> {
+    const name = `${RELEASE}-7d9f8c6b5-${Math.random().toString(36).slice(2, 7)}`;
+    const dir = join(this.root, name);
+    const tls = new MountedVolume(join(dir, 'tls'));
+    tls.update(await this.secretFiles());
+    const config = new MountedVolume(join(dir, 'config'));
+    config.update(await this.configFiles());
+    const kubeconfig = await this.kas.serviceAccountKubeconfig(NS, RELEASE, dir);
+    const [port, metricsPort] = [await freePort(), await freePort()];
+    // An extra `--flag=value` replaces the Deployment's own.
+    const overridden = (a: string) => extraArgs.some((x) => x.split('=')[0] === a.split('=')[0]);
+    const args = [...this.deploymentArgs(dir, port, metricsPort).filter((a) => !overridden(a)), '--host=127.0.0.1', '--kubeconfig', kubeconfig, ...extraArgs];
+    const proc = startCli(args, {
+      POD_NAME: name,
+      POD_NAMESPACE: NS,
+      KUBERNETES_SERVICE_HOST: '',
+    });
+    await proc.waitForLog((l) => l.msg === 'serving /mutate over HTTPS', 30_000);
+    const replica = { name, proc, port, metricsPort, tls, config };
+    this.replicas.push(replica);
+    return replica;
+  }
+
+  async ready(r: Replica, ms = 40_000): Promise<void> {
+    const deadline = Date.now() + ms;
+    while ((await fetch(`http://127.0.0.1:${r.metricsPort}/readyz`).then((a) => a.status, () => 0)) !== 200) {
+      if (Date.now() > deadline) throw new Error(`replica ${r.name} not ready after ${ms} ms`);
+      await new Promise((res) => setTimeout(res, 200));
+    }
+  }
+
+  /** The Service: a round-robin TCP proxy over the live replicas. */
+  async startService(): Promise<void> {
+    this.proxy = createServer((client) => {
+      this.sockets.add(client);
+      client.on('close', () => this.sockets.delete(client));
+      const live = this.replicas.filter((r) => r.proc.child.exitCode === null && r.proc.child.signalCode === null);
+      if (live.length === 0) return void client.destroy();
+      const backend = connect(live[this.next++ % live.length]!.port, '127.0.0.1');
+      client.pipe(backend).pipe(client);
+      const close = () => {
+        client.destroy();
+        backend.destroy();
+      };
+      client.on('error', close);
+      backend.on('error', close);
+    });
+    await new Promise<void>((r) => this.proxy!.listen(0, '127.0.0.1', r));
+    this.proxyPort = (this.proxy.address() as { port: number }).port;
+    const hosts = readFileSync(HOSTS, 'utf8');
+    if (!hosts.includes(HOSTS_MARK)) writeFileSync(HOSTS, `${hosts.replace(/\n?$/, '\n')}127.0.0.1 ${SERVICE_HOST} ${HOSTS_MARK}\n`);
+  }
+
+  /** The webhook configuration's clientConfig: the Service's name through the hosts entry, as a url. */
+  async pointWebhooksAtService(configuration = RELEASE): Promise<void> {
+    const mwc = await this.kas.must('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configuration}`);
+    const ops = (mwc.webhooks as unknown[]).flatMap((_, i) => [
+      { op: 'remove', path: `/webhooks/${i}/clientConfig/service` },
+      { op: 'add', path: `/webhooks/${i}/clientConfig/url`, value: `https://${SERVICE_HOST}:${this.proxyPort}/mutate` },
+    ]);
+    await this.kas.must('PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configuration}`, ops, 'application/json-patch+json');
+  }
+
+  async stop(): Promise<void> {
+    for (const r of this.replicas) if (r.proc.child.exitCode === null) r.proc.child.kill('SIGKILL');
+    await Promise.all(this.replicas.map((r) => r.proc.exited));
+    for (const s of this.sockets) s.destroy();
+    await new Promise((r) => (this.proxy ? this.proxy.close(r) : r(undefined)));
+    const hosts = readFileSync(HOSTS, 'utf8');
+    if (hosts.includes(HOSTS_MARK)) writeFileSync(HOSTS, hosts.split('\n').filter((l) => !l.includes(HOSTS_MARK)).join('\n'));
+  }
+}
