@@ -10,7 +10,7 @@ import { createPod, eventually, namespace, pod, type Pod } from './pods.js';
 
 let kas: ApiServer;
 let install: Install;
-let replicas: Replica[] = [];
+const replicas: Replica[] = [];
 
 beforeAll(async () => {
   kas = ApiServer.start();
