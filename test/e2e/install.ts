@@ -23,7 +23,7 @@ import { parseAllDocuments, stringify } from 'yaml';
 import { render } from '../chart/render.js';
 import { freePort, MountedVolume } from '../helpers/ops.js';
 import { runCli, startCli, type Started } from '../helpers/process.js';
-import type { ApiServer } from './apiserver.js';
+import { ApiServer } from './apiserver.js';
 
 export const RELEASE = 'sidecar-injector';
 export const NS = 'sidecar-injector';
@@ -158,6 +158,9 @@ export class Install {
       };
       client.on('error', close);
       backend.on('error', close);
+      // Either side gone, the other goes too (a Service's connection does not outlive its peer).
+      client.on('close', close);
+      backend.on('close', close);
     });
     await new Promise<void>((r) => this.proxy!.listen(0, '127.0.0.1', r));
     this.proxyPort = (this.proxy.address() as { port: number }).port;
@@ -183,4 +186,17 @@ export class Install {
     const hosts = readFileSync(HOSTS, 'utf8');
     if (hosts.includes(HOSTS_MARK)) writeFileSync(HOSTS, hosts.split('\n').filter((l) => !l.includes(HOSTS_MARK)).join('\n'));
   }
+}
+
+/** A real API server with the chart installed and two replicas serving behind the "Service" (for beforeAll). */
+export async function installed(values: Record<string, unknown> = {}): Promise<{ kas: ApiServer; install: Install; replicas: Replica[] }> {
+  const kas = ApiServer.start();
+  const install = new Install(kas, values);
+  install.apply();
+  await install.certgen();
+  const replicas = [await install.startReplica(), await install.startReplica()];
+  await install.startService();
+  await install.pointWebhooksAtService();
+  await Promise.all(replicas.map((r) => install.ready(r)));
+  return { kas, install, replicas };
 }

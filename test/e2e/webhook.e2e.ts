@@ -4,23 +4,16 @@
  * server stored and to its audit log, not to the webhook's own view.
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ApiServer, webhookCalls } from './apiserver.js';
-import { Install, NS, RELEASE, type Replica } from './install.js';
+import { webhookCalls, type ApiServer } from './apiserver.js';
+import { installed, NS, RELEASE, type Install, type Replica } from './install.js';
 import { createPod, eventually, namespace, pod, type Pod } from './pods.js';
 
 let kas: ApiServer;
 let install: Install;
-const replicas: Replica[] = [];
+let replicas: Replica[] = [];
 
 beforeAll(async () => {
-  kas = ApiServer.start();
-  install = new Install(kas, { audit: { interval: '10s' } });
-  install.apply();
-  await install.certgen();
-  replicas.push(await install.startReplica(), await install.startReplica());
-  await install.startService();
-  await install.pointWebhooksAtService();
-  await Promise.all(replicas.map((r) => install.ready(r)));
+  ({ kas, install, replicas } = await installed({ audit: { interval: '10s' } }));
 }, 180_000);
 
 afterAll(async () => {
