@@ -1,0 +1,88 @@
+/**
+ * What pod creation costs at the API server (issue 24), measured on a real
+ * kube-apiserver 1.36: p50/p90/p99 of 300 sequential creations over one
+ * keep-alive connection, with no injector installed, then with the chart's
+ * webhook for a pod that does not ask (kept out by matchConditions) and for
+ * an injected pod; then 16 concurrent creators making 2,000 injected pods,
+ * which must all succeed. Printed as a table; written as JSON to
+ * $E2E_COST_OUT when set (`npm run bench` does, when KUBE_APISERVER is set).
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { writeFileSync } from 'node:fs';
+import { ApiServer } from './apiserver.js';
+import { installed, type Install } from './install.js';
+import { namespace, pod, type Pod } from './pods.js';
+
+const SEQUENTIAL = Number(process.env.E2E_COST_SEQUENTIAL ?? 300);
+const CONCURRENT_PODS = Number(process.env.E2E_COST_CONCURRENT ?? 2000);
+const CREATORS = 16;
+
+let kas: ApiServer;
+let install: Install | undefined;
+const rows: { case: string; n: number; p50: number; p90: number; p99: number; errors: number; perSecond?: number }[] = [];
+
+beforeAll(() => {
+  kas = ApiServer.start();
+}, 60_000);
+
+afterAll(async () => {
+  await install?.stop();
+  kas?.stop();
+  const table = [
+    'pod creation on kube-apiserver 1.36 (ms)',
+    'case                                   n     p50     p90     p99  errors  pods/s',
+    ...rows.map((r) => `${r.case.padEnd(36)} ${String(r.n).padStart(5)} ${r.p50.toFixed(2).padStart(7)} ${r.p90.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${String(r.errors).padStart(7)} ${r.perSecond === undefined ? '' : r.perSecond.toFixed(0).padStart(7)}`),
+  ].join('\n');
+  process.stderr.write(`${table}\n`);
+  if (process.env.E2E_COST_OUT) writeFileSync(process.env.E2E_COST_OUT, JSON.stringify({ date: new Date().toISOString(), server: 'v1.36.2', rows }, null, 2));
+});
+
+const quantile = (sorted: number[], q: number) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;
+const injected = (p: Pod) => [...(p.spec.initContainers ?? []), ...p.spec.containers].some((c) => c.name === 'log-shipper');
+
+/** Creates pods one after another (or `workers` at a time) and records each creation's latency. */
+async function measure(name: string, ns: string, n: number, make: (i: number) => Pod, expectInjected: boolean, workers = 1): Promise<void> {
+  const latencies: number[] = [];
+  let errors = 0;
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (next < n) {
+        const i = next++;
+        const t = performance.now();
+        const a = await kas.call('POST', `/api/v1/namespaces/${ns}/pods`, make(i));
+        latencies.push(performance.now() - t);
+        if (a.status !== 201 || injected(a.body as unknown as Pod) !== expectInjected) errors += 1;
+      }
+    }),
+  );
+  const seconds = (performance.now() - started) / 1000;
+  latencies.sort((a, b) => a - b);
+  rows.push({ case: name, n, p50: quantile(latencies, 0.5), p90: quantile(latencies, 0.9), p99: quantile(latencies, 0.99), errors, ...(workers > 1 ? { perSecond: n / seconds } : {}) });
+  expect(errors).toBe(0);
+}
+
+const named = (prefix: string, meta?: Parameters<typeof pod>[2]) => (i: number) => pod('', `${prefix}-${i}`, meta);
+const inNs = (ns: string, make: (i: number) => Pod) => (i: number) => {
+  const p = make(i);
+  p.metadata.namespace = ns;
+  return p;
+};
+
+describe('pod creation cost at the API server', () => {
+  it('no injector installed', async () => {
+    await namespace(kas, 'e2e-cost');
+    await measure('no injector', 'e2e-cost', SEQUENTIAL, inNs('e2e-cost', named('none')), false);
+  }, 120_000);
+
+  it('with the webhook: a pod that does not ask, and an injected pod', async () => {
+    ({ install } = await installed({}, kas));
+    await measure('webhook, pod does not ask', 'e2e-cost', SEQUENTIAL, inNs('e2e-cost', named('plain')), false);
+    await measure('webhook, injected pod', 'e2e-cost', SEQUENTIAL, inNs('e2e-cost', named('asks', { annotations: { 'sidecar-injector.io/inject': 'true' } })), true);
+  }, 300_000);
+
+  it(`${CREATORS} concurrent creators, ${CONCURRENT_PODS} injected pods, no error`, async () => {
+    await measure(`webhook, injected, ${CREATORS} at once`, 'e2e-cost', CONCURRENT_PODS, inNs('e2e-cost', named('burst', { annotations: { 'sidecar-injector.io/inject': 'true' } })), true, CREATORS);
+  }, 300_000);
+});
