@@ -227,6 +227,11 @@ export class CaBundleWriter {
     }
   }
 
+  private trustIs(trusted: boolean, bundles: CertInfo[][]): void {
+    this.bundleTrusts = trusted;
+    this.opts.onTrust?.(trusted, Math.max(0, ...bundles.map((b) => b.length)));
+  }
+
   private leaseProblem(err: Error): void {
     if (this.leaseProblemLogged) return;
     this.log.warn({ err: err.message }, 'replica Leases unavailable: the caBundle keeps every CA until it expires (RBAC: leases in this namespace)');
@@ -253,10 +258,12 @@ export class CaBundleWriter {
     const webhooks = mwc.webhooks ?? [];
     const now = new Date();
     const bundles: CertInfo[][] = [];
+    const currents: CertInfo[][] = [];
     const mine = [...issuers, ...own];
     const retireAfterMs = this.opts.retireAfterMs ?? 3 * (this.opts.resyncMs ?? 5000);
     const ops = caBundlePatch(webhooks, (current) => {
       const cas = decodeBundle(current);
+      currents.push(cas);
       let keep = othersNeed;
       if (othersNeed) {
         const needed = new Set([...othersNeed, ...mine.map((c) => c.fingerprint)]);
@@ -266,13 +273,15 @@ export class CaBundleWriter {
       bundles.push(want);
       return encodeBundle(want);
     });
-    this.bundleTrusts = bundles.every((b) => issuers.every((i) => b.some((c) => c.fingerprint === i.fingerprint)));
-    this.opts.onTrust?.(this.bundleTrusts, Math.max(0, ...bundles.map((b) => b.length)));
+    const trusts = (list: CertInfo[][]) => list.every((b) => issuers.every((i) => b.some((c) => c.fingerprint === i.fingerprint)));
+    // What is stored decides until our write has landed: a write refused (a race, a conflict) changes nothing.
+    this.trustIs(trusts(currents), currents);
     if (ops.length === 0) return 'unchanged';
     // Written only onto the configuration we read (and the Leases after it): see the header.
     const guarded = mwc.metadata?.resourceVersion ? [{ op: 'test' as const, path: '/metadata/resourceVersion', value: mwc.metadata.resourceVersion }, ...ops] : ops;
     await this.opts.client.request('PATCH', path, { body: guarded, contentType: 'application/json-patch+json', timeoutMs: 10_000 });
     this.lastPatchedAt = Date.now();
+    this.trustIs(trusts(bundles), bundles);
     this.log.info({ webhooks: ops.length / 2, cas: bundles[0]?.length ?? 0, replicas: othersNeed === undefined ? 'unknown' : 'leases' }, 'caBundle written');
     return 'patched';
   }

@@ -182,6 +182,9 @@ export class Install {
   }
 
   async stop(): Promise<void> {
+    // Every replica's log stays behind for a failure to be read.
+    for (const r of this.replicas) writeFileSync(join(this.root, `${r.name}.log`), r.proc.lines.map((l) => JSON.stringify(l)).join('\n'));
+    process.stderr.write(`replica logs: ${this.root}/*.log; API server logs: ${this.kas.dir}\n`);
     for (const r of this.replicas) if (r.proc.child.exitCode === null) r.proc.child.kill('SIGKILL');
     await Promise.all(this.replicas.map((r) => r.proc.exited));
     for (const s of this.sockets) s.destroy();

@@ -248,6 +248,21 @@ describe('the caBundle across replicas, through the fake API server', () => {
     expect(Date.now() - since).toBeGreaterThanOrEqual(400);
   });
 
+  it('a replica is trusted only once its write has landed and the API server had time to load it, not when a write is refused', async () => {
+    const f = await cluster();
+    const ca = await generateCa(REQ);
+    const r = await replica('starting', ca, [ca]);
+    f.failures.push({ pattern: /^PATCH \/apis\/admissionregistration/, code: 422 });
+    r.writer.sync();
+    await until('the refused write', () => r.results.includes('failure'));
+    expect(r.writer.trusted()).toBe(false);
+    await settle(r);
+    expect(holds(f, ca)).toBe(true);
+    expect(r.writer.trusted()).toBe(false); // written, but the API server may still be using the old bundle
+    expect(r.writer.trusted(Date.now() + 3000)).toBe(true);
+    expect(r.writer.propagationWaitMs()).toBeGreaterThan(0);
+  });
+
   it('a replica stopping deletes its Lease; the others stop counting it at once', async () => {
     const f = await cluster();
     const ca = await generateCa(REQ);
