@@ -5,7 +5,10 @@
  * clean, 2 on error (for CI and cron).
  */
 import type { CompiledConfig } from '../core/config.js';
-import type { AuditReport } from '../core/audit.js';
+import type { AuditReport, WorkloadFinding } from '../core/audit.js';
+import type { NextPod } from '../core/pod-diff.js';
+import { createTwoFilesPatch } from 'diff';
+import { stringify } from 'yaml';
 import { featuresOf } from '../core/kube-version.js';
 import { BUILTIN_CONFIG_PATH, loadConfigFile, parseConfigText } from '../config/load.js';
 import type { WebhookScope } from '../core/scope.js';
@@ -27,6 +30,7 @@ export const AUDIT_FLAGS: FlagSpecs = {
   kubeconfig: { type: 'string', env: true, help: 'kubeconfig file (default: in-cluster in a pod, else $KUBECONFIG or ~/.kube/config)' },
   'kube-version': { type: 'string', help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
   'webhook-config': { type: 'string', env: true, help: "the MutatingWebhookConfiguration whose selectors decide which pods count (default: the chart's, by its label)" },
+  diff: { type: 'boolean', default: false, help: 'show, per missed or stale workload, what its next pod would change (a unified diff of YAML; structured in -o json)' },
   restart: { type: 'boolean', default: false, help: 'roll the Deployments, StatefulSets and DaemonSets of missed and stale pods, as kubectl rollout restart does' },
   'dry-run': { type: 'boolean', default: false, help: 'with --restart: print what would be restarted, change nothing' },
   'max-concurrent': { type: 'string', default: '1', help: 'with --restart: rollouts at a time' },
@@ -117,6 +121,7 @@ function summary(report: AuditReport): string {
 
 interface AuditFlags {
   namespace: string | undefined;
+  diff: boolean;
   format: 'table' | 'json';
   kubeVersion: KubeVersion | undefined;
   restart: { dryRun: boolean; maxConcurrent: number; timeoutMs: number } | undefined;
@@ -135,7 +140,7 @@ function readAuditFlags(flags: ParsedFlags): AuditFlags {
         timeoutMs: durationFlag('rollout-timeout', flags['rollout-timeout'] as string, 1) ?? 300_000,
       }
     : undefined;
-  return { namespace, format, kubeVersion: kubeVersionFlag(flags['kube-version'] as string | undefined), restart };
+  return { namespace, diff: flags.diff === true, format, kubeVersion: kubeVersionFlag(flags['kube-version'] as string | undefined), restart };
 }
 
 async function connect(flags: ParsedFlags, io: CommandIO, lean: boolean | undefined): Promise<KubeClient> {
@@ -164,7 +169,8 @@ async function chooseScope(client: KubeClient, name: string | undefined, io: Com
 
 function printReport(report: AuditReport, config: ConfigChoice, a: AuditFlags, io: CommandIO, restarts: RestartResult[] | undefined): void {
   if (a.format === 'json') {
-    const body = { config: { source: config.source, revision: config.compiled.revision }, scope: a.namespace ?? '*', counts: report.counts, workloads: report.workloads(), ...(restarts ? { restarts } : {}) };
+    const workloads = report.workloads().map(({ next, ...f }) => (next ? { ...f, next: structured(next, f.examples[0]) } : f));
+    const body = { config: { source: config.source, revision: config.compiled.revision }, scope: a.namespace ?? '*', counts: report.counts, workloads, ...(restarts ? { restarts } : {}) };
     io.out(`${JSON.stringify(body, null, 2)}\n`);
     return;
   }
@@ -173,8 +179,34 @@ function printReport(report: AuditReport, config: ConfigChoice, a: AuditFlags, i
     const rows = [['STATE', 'NAMESPACE', 'WORKLOAD', 'PODS', 'EXAMPLE', 'ACTION']];
     for (const f of findings) rows.push([f.state, f.namespace, `${f.kind.toLowerCase()}/${f.name}`, String(f.pods), f.examples[0] ?? '', f.action]);
     io.out(`${table(rows)}\n\n`);
+    if (a.diff) for (const f of findings) io.out(renderNext(f, io.outIsTerminal === true));
   }
   io.out(`${summary(report)}${findings.length === 0 ? ': nothing to do' : ''}\n`);
+}
+
+/** -o json: the change as data (the views stay out: the diff says what moves). */
+function structured(next: NextPod, pod: string | undefined): Record<string, unknown> {
+  if (next.kind !== 'diff') return { pod, ...next };
+  return { pod, kind: next.kind, ...next.change };
+}
+
+const COLOURS: Record<string, string> = { '+': '\x1b[32m', '-': '\x1b[31m', '@': '\x1b[36m' };
+
+/** A workload's next pod as `kubectl diff` shows a change: a unified diff of YAML, coloured on a terminal. */
+function renderNext(f: WorkloadFinding, colour: boolean): string {
+  const title = `${f.kind.toLowerCase()}/${f.name} -n ${f.namespace}`;
+  const next = f.next;
+  if (!next) return '';
+  if (next.kind === 'edited') return `# ${title}: not diffed: ${next.reason}\n\n`;
+  if (next.kind === 'not-injected') return `# ${title}: its next pod would not be injected: ${next.reason}\n\n`;
+  if (next.change.none) return `# ${title}: its next pod would be the same\n\n`;
+  const text = createTwoFilesPatch(`${title} (running: pod ${f.examples[0] ?? '?'})`, `${title} (next pod)`, stringify(next.running), stringify(next.next), undefined, undefined, { context: 3 });
+  const lines = text.split('\n').filter((l) => !l.startsWith('====') && !l.startsWith('Index: '));
+  const paint = (l: string) => {
+    const code = COLOURS[l.charAt(0)];
+    return colour && code && !l.startsWith('---') && !l.startsWith('+++') ? `${code}${l}\x1b[0m` : l;
+  };
+  return `${lines.map(paint).join('\n')}\n`;
 }
 
 /** --restart: the restartable workloads of missed and stale findings; the rest are reported as left. Exit code. */
@@ -209,7 +241,7 @@ export async function runAuditCommand(argv: string[], io: CommandIO, opts: { lea
     io.err(`config: ${config.source} (revision ${config.compiled.revision})\n`);
     const scope = await chooseScope(client, flags['webhook-config'] as string | undefined, io);
     const server = a.kubeVersion ? featuresOf(a.kubeVersion) : (await detectServerFeatures(client)).features;
-    const report = await runAudit({ client, config: config.compiled, server, namespace: a.namespace, scope });
+    const report = await runAudit({ client, config: config.compiled, server, namespace: a.namespace, scope, diff: a.diff });
     if (!a.restart) {
       printReport(report, config, a, io, undefined);
       return report.failing ? 1 : 0;

@@ -4,4 +4,6 @@ export interface CommandIO {
   readStdin(): Promise<string>;
   out(text: string): void;
   err(text: string): void;
+  /** Standard output is a terminal (colour it); false when piped or in tests. */
+  outIsTerminal?: boolean;
 }

@@ -44,6 +44,7 @@ const io: CommandIO = {
   env: process.env,
   readStdin: () => text(process.stdin),
   out: (s) => process.stdout.write(s),
+  outIsTerminal: process.stdout.isTTY === true && !process.env.NO_COLOR,
   err: (s) => process.stderr.write(s),
 };
 

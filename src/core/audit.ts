@@ -7,6 +7,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import { admitPod } from './admit.js';
 import type { CompiledConfig } from './config.js';
 import type { ServerFeatures } from './inject.js';
+import type { NextPod } from './pod-diff.js';
 
 /** missed: the rules would inject and it has no sidecars; stale: injected under another config revision; conflict: the rules would inject but cannot. */
 export type PodState = 'missed' | 'stale' | 'conflict' | 'injected' | 'fine';
@@ -89,6 +90,8 @@ export interface WorkloadFinding extends Workload {
   examples: string[];
   reason: string;
   action: string;
+  /** audit --diff: what the next pod would change, from the first pod of the workload found (`examples[0]`). */
+  next?: NextPod;
 }
 
 export type AuditCounts = Record<Exclude<PodState, 'fine'>, number> & { pods: number };
@@ -98,7 +101,8 @@ export class AuditReport {
   readonly counts: AuditCounts = { pods: 0, missed: 0, stale: 0, conflict: 0, injected: 0 };
   private readonly findings = new Map<string, WorkloadFinding>();
 
-  add(podName: string, workload: Workload, verdict: PodVerdict): void {
+  /** `next`, when given, is asked once per finding, for its first pod (audit --diff). */
+  add(podName: string, workload: Workload, verdict: PodVerdict, next?: () => NextPod): void {
     this.counts.pods += 1;
     if (verdict.state === 'fine') return;
     this.counts[verdict.state] += 1;
@@ -107,6 +111,7 @@ export class AuditReport {
     let f = this.findings.get(key);
     if (!f) {
       f = { ...workload, state: verdict.state, pods: 0, examples: [], reason: verdict.reason, action: remedy(workload, verdict.state, verdict.reason) };
+      if (next && verdict.state !== 'conflict') f.next = next();
       this.findings.set(key, f);
     }
     f.pods += 1;

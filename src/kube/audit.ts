@@ -8,6 +8,7 @@ import { AuditReport, classifyPod, type Workload } from '../core/audit.js';
 import type { CompiledConfig } from '../core/config.js';
 import type { ServerFeatures } from '../core/inject.js';
 import { sentToWebhook, type WebhookScope } from '../core/scope.js';
+import { nextPod } from '../core/pod-diff.js';
 import type { V1Pod } from '@kubernetes/client-node';
 import { KubeError, type KubeClient } from './client.js';
 import { forEachPage } from './list.js';
@@ -25,6 +26,8 @@ export interface AuditOptions {
   /** serve's namespace cache; without it the namespaces are listed. */
   namespaceLabels?: (namespace: string) => Labels | undefined;
   pageSize?: number;
+  /** audit --diff: compute, per missed or stale workload, what its next pod would change. */
+  diff?: boolean;
 }
 
 
@@ -119,7 +122,8 @@ export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
           const verdict = classifyPod(pod, labelsOf(namespace), opts.config, opts.server);
           // Only pods that need attention are traced to their workload.
           const workload = verdict.state === 'fine' || verdict.state === 'injected' ? NO_WORKLOAD : await owners.of(pod);
-          report.add(pod.metadata?.name ?? '?', workload, verdict);
+          const next = opts.diff ? () => nextPod(pod, { namespace, namespaceLabels: labelsOf(namespace), server: opts.server }, opts.config) : undefined;
+          report.add(pod.metadata?.name ?? '?', workload, verdict, next);
         }
       });
       return report;

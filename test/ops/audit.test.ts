@@ -14,7 +14,7 @@ import { compile, TEST_CONFIG_YAML } from '../helpers/configs.js';
 import { apiserverPod } from '../helpers/fixtures.js';
 import { freePort, parsePrometheus, sampleValue } from '../helpers/ops.js';
 import { runCli, startCli, type Started } from '../helpers/process.js';
-import { CONFIG_MAP_KEY, CONFIG_MAP_SELECTOR } from '../../src/cli/audit.js';
+import { CONFIG_MAP_KEY, CONFIG_MAP_SELECTOR, runAuditCommand } from '../../src/cli/audit.js';
 
 const INJECTION = 'sidecar-injector.io/injection';
 const config = compile(TEST_CONFIG_YAML);
@@ -168,5 +168,65 @@ describe('serve --audit-interval', () => {
     expect(sampleValue(m, 'sidecar_injector_pods', { state: 'conflict' })).toBe(1);
     expect(sampleValue(m, 'sidecar_injector_pods', { state: 'injected' })).toBe(200);
     expect(sampleValue(m, 'sidecar_injector_audit_runs_total', { result: 'success' })).toBe(1);
+  });
+});
+
+describe('audit --diff (issue 21)', () => {
+  const bumped = () => {
+    const file = join(dir, 'bumped.yaml');
+    writeFileSync(file, TEST_CONFIG_YAML.replace('registry.example.com/logging/agent:1.0', 'registry.example.com/logging/agent:1.1'));
+    return file;
+  };
+  /** The unified diff printed for one workload, from its `---` line to the next workload's. */
+  const section = (stdout: string, workload: string) => {
+    const start = stdout.indexOf(`--- ${workload} `);
+    if (start < 0) return '';
+    const end = stdout.indexOf('\n--- ', start + 1);
+    return stdout.slice(start, end < 0 ? undefined : end);
+  };
+  const changes = (text: string) => text.split('\n').filter((l) => /^[-+](?![-+]{2} )/.test(l));
+
+  it('after an image bump: a stale workload\'s next pod changes only the image, a missed one gets the whole injection (unified diff of YAML, plain when piped)', async () => {
+    const out = await audit(['-n', 'shop', '--config', bumped(), '--diff']);
+    expect(out.code).toBe(1);
+    const api = section(out.stdout, 'deployment/api -n shop');
+    expect(changes(api)).toEqual(['-    image: registry.example.com/logging/agent:1.0', '+    image: registry.example.com/logging/agent:1.1']);
+    expect(api).toMatch(/^\+\+\+ deployment\/api -n shop \(next pod\)/m);
+    const web = changes(section(out.stdout, 'deployment/web -n shop'));
+    expect(web).toContain('+  - name: log-shipper');
+    // Nothing of the running pod goes but its empty profile list.
+    expect(web.filter((l) => l.startsWith('-'))).toEqual(['-profiles: []']);
+    expect(out.stdout).not.toContain('\x1b[');
+  });
+
+  it('-o json: the change as data, per workload, from one of its running pods', async () => {
+    const out = await audit(['-n', 'shop', '--config', bumped(), '--diff', '-o', 'json']);
+    const body = JSON.parse(out.stdout) as { workloads: { kind: string; name: string; state: string; next?: Record<string, unknown> }[] };
+    const api = body.workloads.find((w) => w.name === 'api')!;
+    expect(api.state).toBe('stale');
+    expect(api.next).toMatchObject({ kind: 'diff', none: false, containers: { added: [], removed: [], changed: [{ name: 'log-shipper', fields: ['image'] }] }, profiles: { before: ['log-shipper'], after: ['log-shipper'] } });
+    expect(String(api.next!.pod)).toMatch(/^api-5f6d7c8b9-\d+$/);
+    const web = body.workloads.find((w) => w.name === 'web')!;
+    expect(web.next).toMatchObject({ kind: 'diff', containers: { added: ['log-shipper'] }, volumes: { added: ['app-logs'] } });
+    // Stale by a change that does not touch the pod (onConflict): its next pod is the same.
+    const db = body.workloads.find((w) => w.name === 'db')!;
+    expect(db.next).toMatchObject({ kind: 'diff', none: false, containers: { changed: [{ name: 'log-shipper', fields: ['image'] }] } });
+  });
+
+  it('coloured on a terminal, as kubectl diff is', async () => {
+    let stdout = '';
+    const io = { env: { KUBERNETES_SERVICE_HOST: '' }, readStdin: async () => '', out: (t: string) => void (stdout += t), err: () => undefined, outIsTerminal: true };
+    const code = await runAuditCommand(['-n', 'shop', '--config', bumped(), '--diff', '--kubeconfig', kubeconfig], io);
+    expect(code).toBe(1);
+    expect(stdout).toContain('\x1b[31m-    image: registry.example.com/logging/agent:1.0\x1b[0m');
+    expect(stdout).toContain('\x1b[32m+    image: registry.example.com/logging/agent:1.1\x1b[0m');
+  });
+
+  it('a stale workload whose next pod is the same says so; with --restart --dry-run the diff is shown too', async () => {
+    const file = join(dir, 'deny.yaml');
+    writeFileSync(file, `${TEST_CONFIG_YAML}\nonConflict: deny\n`);
+    const out = await audit(['-n', 'shop', '--config', file, '--diff', '--restart', '--dry-run']);
+    expect(out.stdout).toContain('# deployment/api -n shop: its next pod would be the same');
+    expect(out.stderr).toContain('would restart');
   });
 });
