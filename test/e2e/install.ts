@@ -16,12 +16,12 @@
  * and the ConfigMap into each replica's volume, when it chooses.
  */
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
 import { render } from '../chart/render.js';
 import { freePort, MountedVolume } from '../helpers/ops.js';
+import { startLoopbackService, type LoopbackService } from '../helpers/service.js';
 import { runCli, startCli, type Started } from '../helpers/process.js';
 import { ApiServer } from './apiserver.js';
 
@@ -46,11 +46,9 @@ export interface Replica {
 export class Install {
   readonly docs: Doc[];
   readonly replicas: Replica[] = [];
-  private proxy: Server | undefined;
+  private proxy: LoopbackService | undefined;
   proxyPort = 0;
-  private readonly sockets = new Set<Socket>();
   private readonly root = mkdtempSync(join(tmpdir(), 'e2e-install-'));
-  private next = 0;
 
   constructor(
     private readonly kas: ApiServer,
@@ -145,28 +143,9 @@ export class Install {
 
   /** The Service: a round-robin TCP proxy over the live replicas. */
   async startService(): Promise<void> {
-    this.proxy = createServer((client) => {
-      this.sockets.add(client);
-      client.on('close', () => this.sockets.delete(client));
-      const live = this.replicas.filter((r) => r.proc.child.exitCode === null && r.proc.child.signalCode === null);
-      if (live.length === 0) return void client.destroy();
-      const backend = connect(live[this.next++ % live.length]!.port, '127.0.0.1');
-      // A Service is kernel NAT, not a user-space relay: no Nagle delay of its own (it cost 40 ms a call here).
-      client.setNoDelay(true);
-      backend.setNoDelay(true);
-      client.pipe(backend).pipe(client);
-      const close = () => {
-        client.destroy();
-        backend.destroy();
-      };
-      client.on('error', close);
-      backend.on('error', close);
-      // Either side gone, the other goes too (a Service's connection does not outlive its peer).
-      client.on('close', close);
-      backend.on('close', close);
-    });
-    await new Promise<void>((r) => this.proxy!.listen(0, '127.0.0.1', r));
-    this.proxyPort = (this.proxy.address() as { port: number }).port;
+    const live = () => this.replicas.filter((r) => r.proc.child.exitCode === null && r.proc.child.signalCode === null);
+    this.proxy = await startLoopbackService(() => live().map((r) => r.port));
+    this.proxyPort = this.proxy.port;
     const hosts = readFileSync(HOSTS, 'utf8');
     if (!hosts.includes(HOSTS_MARK)) writeFileSync(HOSTS, `${hosts.replace(/\n?$/, '\n')}127.0.0.1 ${SERVICE_HOST} ${HOSTS_MARK}\n`);
   }
@@ -187,8 +166,7 @@ export class Install {
     process.stderr.write(`replica logs: ${this.root}/*.log; API server logs: ${this.kas.dir}\n`);
     for (const r of this.replicas) if (r.proc.child.exitCode === null) r.proc.child.kill('SIGKILL');
     await Promise.all(this.replicas.map((r) => r.proc.exited));
-    for (const s of this.sockets) s.destroy();
-    await new Promise((r) => (this.proxy ? this.proxy.close(r) : r(undefined)));
+    await this.proxy?.close();
     const hosts = readFileSync(HOSTS, 'utf8');
     if (hosts.includes(HOSTS_MARK)) writeFileSync(HOSTS, hosts.split('\n').filter((l) => !l.includes(HOSTS_MARK)).join('\n'));
   }

@@ -159,25 +159,30 @@ describe('serve with a cluster', () => {
     expect((await readyz(s)).status).toBe(200);
   });
 
-  it('--patch-ca-bundle: written at start, rewritten after a certificate rotation, not rewritten when equal', async () => {
+  it('--patch-ca-bundle: written at start, rewritten after a certificate rotation (both CAs, then the old one retired), not rewritten when equal', async () => {
     const fake = await startFakeCluster();
-    const s = await startServer(fake, ['--patch-ca-bundle', MWC_NAME]);
+    const s = await startServer(fake, ['--patch-ca-bundle', MWC_NAME, '--lease-duration', '3']);
     const bundle = () => (fake.get('mutatingwebhookconfigurations', MWC_NAME) as { webhooks: { clientConfig: { caBundle?: string } }[] }).webhooks[0]!.clientConfig.caBundle;
     const patches = () => fake.requests.filter((r) => r.method === 'PATCH').length;
     await eventually(async () => (bundle() ? true : undefined), 'the first write');
-    expect(bundle()).toBe(Buffer.from((await certificatePair(0)).caCert).toString('base64'));
+    const first = (await certificatePair(0)).caCert;
+    expect(bundle()).toBe(Buffer.from(first).toString('base64'));
     expect(patches()).toBe(1);
 
     const rotated = await certificatePair(1);
     s.tls.update(tlsFiles(rotated));
-    await eventually(async () => (bundle() === Buffer.from(rotated.caCert).toString('base64') ? true : undefined), 'the rewrite after rotation');
-    await new Promise((r) => setTimeout(r, 1500));
-    expect(patches()).toBe(2);
+    const holds = (...cas: string[]) => Buffer.from(bundle() ?? '', 'base64').toString().length === cas.join('').length && cas.every((c) => Buffer.from(bundle() ?? '', 'base64').toString().includes(c));
+    // Trust before serve: both CAs while the old certificate is still served; the old one leaves once no one needs it.
+    await eventually(async () => (holds(rotated.caCert, first) ? true : undefined), 'both CAs');
+    await eventually(async () => (holds(rotated.caCert) ? true : undefined), 'the old CA retired', 15_000);
+    const settled = patches();
+    await new Promise((r) => setTimeout(r, 2500)); // two renewals: a converged bundle is not written again
+    expect(patches()).toBe(settled);
 
     // A second replica mounting the same Secret reads the configuration and leaves it alone.
-    const replica = await startServer(fake, ['--patch-ca-bundle', MWC_NAME], { pair: 1 });
+    const replica = await startServer(fake, ['--patch-ca-bundle', MWC_NAME, '--lease-duration', '3'], { pair: 1 });
     await eventually(async () => (sampleValue(await scrape(replica), 'sidecar_injector_ca_bundle_writes_total', { result: 'unchanged' })! >= 1 ? true : undefined), 'the replica check');
-    expect(patches()).toBe(2);
+    expect(patches()).toBe(settled);
     expect(bundle()).toBe(Buffer.from(rotated.caCert).toString('base64'));
   });
 });

@@ -11,11 +11,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { request } from 'node:https';
-import { connect, createServer, type Server } from 'node:net';
 import { generateCa, issueServingCertificate, type CertificateAuthority } from '../../src/tls/generate.js';
 import { FakeApiServer } from '../fake-apiserver/server.js';
 import { admissionReview, apiserverPod } from '../helpers/fixtures.js';
 import { eventually } from '../helpers/ops.js';
+import { startLoopbackService, type LoopbackService } from '../helpers/service.js';
 import { startServe, stopServeProcesses, type ServeProcess } from '../helpers/serve-process.js';
 
 const MWC = 'sidecar-injector';
@@ -23,9 +23,8 @@ const REQ = { service: 'sidecar-injector', namespace: 'ops', dev: false, days: 3
 const SERVERNAME = 'sidecar-injector.ops.svc';
 
 let fake: FakeApiServer;
-let proxy: Server;
+let proxy: LoopbackService;
 let proxyPort: number;
-const open = new Set<import('node:net').Socket>();
 const replicas: ServeProcess[] = [];
 
 const bundle = () =>
@@ -110,31 +109,14 @@ beforeAll(async () => {
   for (let i = 0; i < 2; i++) {
     replicas.push(await startReplica(files));
   }
-  let next = 0;
-  proxy = createServer((client) => {
-    open.add(client);
-    client.on('close', () => open.delete(client));
-    const backend = connect(replicas[next++ % replicas.length]!.port, '127.0.0.1');
-    client.pipe(backend).pipe(client);
-    const close = () => {
-      client.destroy();
-      backend.destroy();
-    };
-    client.on('error', close);
-    backend.on('error', close);
-    // Either side gone, the other goes too (a Service's connection does not outlive its peer).
-    client.on('close', close);
-    backend.on('close', close);
-  });
-  await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
-  proxyPort = (proxy.address() as { port: number }).port;
+  proxy = await startLoopbackService(() => replicas.map((r) => r.port));
+  proxyPort = proxy.port;
   await eventually(async () => (casIn(bundle()) === 1 ? true : undefined), 'the first caBundle');
 }, 60_000);
 
 afterAll(async () => {
   await stopServeProcesses();
-  for (const socket of open) socket.destroy();
-  await new Promise((r) => proxy.close(r));
+  await proxy.close();
   await fake.stop();
 });
 
