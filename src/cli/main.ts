@@ -7,6 +7,7 @@ import { AUDIT_FLAGS, AUDIT_USAGE, runAuditCommand } from './audit.js';
 import { CERTS_FLAGS, CERTS_USAGE, runCerts } from './certs.js';
 import { INJECT_FLAGS, INJECT_USAGE, runInject } from './inject.js';
 import type { CommandIO } from './io.js';
+import { POLICY_FLAGS, POLICY_USAGE, runPolicy } from './policy.js';
 import { SERVE_FLAGS, SERVE_USAGE, serve, SHUTDOWN_BOUND_MS, StartupError, type ServeHandle } from './serve.js';
 import { runValidateConfig, VALIDATE_FLAGS, VALIDATE_USAGE } from './validate-config.js';
 
@@ -22,6 +23,7 @@ Commands:
   certs                 write a CA and serving certificate; print the caBundle
   validate-config FILE  check a config file
   audit [-n NS | -A]    with a cluster: pods that missed their sidecars or run an old config
+  policy                print the config as MutatingAdmissionPolicies (Kubernetes 1.34+)
 
 Flags:
   -h, --help            show help ('sidecar-injector COMMAND --help' for a command)
@@ -86,6 +88,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   certs: { run: (argv) => runCerts(argv, io, { lean: true }), usage: CERTS_USAGE, flags: CERTS_FLAGS },
   'validate-config': { run: (argv) => runValidateConfig(argv, io), usage: VALIDATE_USAGE, flags: VALIDATE_FLAGS },
   audit: { run: (argv) => runAuditCommand(argv, io, { lean: true }), usage: AUDIT_USAGE, flags: AUDIT_FLAGS },
+  policy: { run: (argv) => runPolicy(argv, io), usage: POLICY_USAGE, flags: POLICY_FLAGS },
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -1,0 +1,274 @@
+/**
+ * Policy mode (SPEC 7; issue 23, first part): the config compiled into
+ * MutatingAdmissionPolicies that the API server applies in-process, giving
+ * the pods the webhook gives. Pure: config in, objects out, same bytes for
+ * the same config.
+ *
+ * Two policies split like the chart's webhook, because matchConditions cannot
+ * see the namespace: `<name>-namespaces`, bound to namespaces labelled
+ * `<prefix>/injection=enabled` (every pod: rule 7), and `<name>`, bound to the
+ * others with the webhook's matchConditions (a pod that does not ask is never
+ * mutated, so it pays nothing). Both run one mutation: the rules of
+ * decide.ts written in CEL (variables), a conflict check as the webhook's
+ * final-pod check would find one, and a JSON patch that adds what inject.ts
+ * adds. The API server itself adds what the webhook writes by hand (its
+ * defaults, the service-account token mount, on its second pass).
+ *
+ * What the real API server taught (1.36.2, and issue 23's trial): map
+ * literals must be homogeneous, so every value of a map is wrapped in dyn();
+ * a JSON patch value that is a list of objects panics the server
+ * (kubernetes#142181), so lists are created empty and filled item by item;
+ * the policy runs again after the ServiceAccount plugin (reinvocation), so the
+ * status annotation guards it as it guards the webhook.
+ *
+ * What this release does not compile is refused with its config path, never
+ * dropped: per-pod overrides, `onConflict: deny` (it needs a
+ * ValidatingAdmissionPolicy, not built yet).
+ */
+import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import type { CompiledConfig, Profile } from './config.js';
+import type { KubeVersion } from './kube-version.js';
+import { matchConditionsFor, selectorExpression, type MatchCondition } from './match-conditions.js';
+import type { LabelSelector } from './selector.js';
+
+export interface PolicyObject {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; labels: Record<string, string> };
+  spec: Record<string, unknown>;
+}
+
+export type PolicyResult = { ok: true; objects: PolicyObject[] } | { ok: false; problems: string[] };
+
+/** A CEL string literal (JSON's escapes are CEL's). */
+const str = (s: string): string => JSON.stringify(s);
+
+/** Any JSON value as a CEL literal whose maps are homogeneous: every map value wrapped in dyn(). */
+export function celValue(v: unknown): string {
+  if (v === null || v === undefined) return 'null';
+  if (typeof v === 'string') return str(v);
+  if (typeof v === 'number') return Number.isInteger(v) ? String(v) : `double(${str(String(v))})`;
+  if (typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return `[${v.map((x) => `dyn(${celValue(x)})`).join(', ')}]`;
+  const entries = Object.entries(v as Record<string, unknown>).filter(([, x]) => x !== undefined);
+  return `{${entries.map(([k, x]) => `${str(k)}: dyn(${celValue(x)})`).join(', ')}}`;
+}
+
+/** RFC 6901: `~` and `/` in a key. */
+const pointer = (key: string) => key.replaceAll('~', '~0').replaceAll('/', '~1');
+
+/** The CEL of `cases[p]` for the profile name in `variable`, as a chain of comparisons; `otherwise` when none. */
+function byProfile(variable: string, cases: [string, string][], otherwise: string): string {
+  return cases.reduceRight((rest, [name, expr]) => `(${variable} == ${str(name)} ? ${expr} : ${rest})`, otherwise);
+}
+
+/** What one profile adds, in inject.ts's order, as the API server receives it from us. */
+interface ProfileParts {
+  /** The profile's init containers, then its native sidecars. */
+  initContainers: V1Container[];
+  /** Regular sidecars (nativeSidecar: false). */
+  containers: V1Container[];
+  volumes: V1Volume[];
+  appMounts: V1VolumeMount[];
+}
+
+function withoutRestartPolicy(c: V1Container): V1Container {
+  const copy = { ...c };
+  delete copy.restartPolicy;
+  return copy;
+}
+
+/** 1.34+ always has native sidecars: `true` and `auto` are native. */
+function partsOf(p: Profile): ProfileParts {
+  const native = p.nativeSidecar !== false;
+  const sidecars = p.containers.map(withoutRestartPolicy);
+  return {
+    initContainers: [...p.initContainers, ...(native ? sidecars.map((c) => ({ ...c, restartPolicy: 'Always' })) : [])],
+    containers: native ? [] : sidecars,
+    volumes: p.volumes,
+    appMounts: p.appVolumeMounts,
+  };
+}
+
+/** What this release refuses, each with its config path and why. */
+function refusals(compiled: CompiledConfig): string[] {
+  const { config } = compiled;
+  const out: string[] = [];
+  if (config.onConflict === 'deny') out.push('onConflict: deny: refusing a pod needs a ValidatingAdmissionPolicy, which policy mode does not compile yet (use skip, or the webhook)');
+  for (const [name, p] of Object.entries(config.profiles)) {
+    if (p.overrides.resources) out.push(`profiles.${name}.overrides.resources: per-pod resource overrides are not compiled into policies yet (set it false, or use the webhook)`);
+    if (p.overrides.imageRegistries.length > 0) out.push(`profiles.${name}.overrides.imageRegistries: per-pod image overrides are not compiled into policies yet (set it [], or use the webhook)`);
+  }
+  return out;
+}
+
+/** `version` for the API server: v1 from 1.36, v1beta1 on 1.34–1.35 (where the cluster turned it on), none before. */
+export function policyApiVersion(v: KubeVersion): string | undefined {
+  if (v.major > 1 || v.minor >= 36) return 'admissionregistration.k8s.io/v1';
+  if (v.minor >= 34) return 'admissionregistration.k8s.io/v1beta1';
+  return undefined;
+}
+
+/** The decision of decide.ts, as CEL variables; `profiles` is the list to inject ([] for none). */
+function decisionVariables(compiled: CompiledConfig): { name: string; expression: string }[] {
+  const { config, keys } = compiled;
+  const anyOf = (selectors: LabelSelector[]) => (selectors.length === 0 ? 'false' : selectors.map((s) => `(${selectorExpression(s)})`).join(' || '));
+  const defaults = `[${config.defaultProfiles.map(str).join(', ')}]`;
+  const known = `[${Object.keys(config.profiles).map(str).join(', ')}]`;
+  const inject = str(keys.inject);
+  return [
+    { name: 'labels', expression: 'has(object.metadata.labels) ? object.metadata.labels : {}' },
+    { name: 'annotations', expression: 'has(object.metadata.annotations) ? object.metadata.annotations : {}' },
+    // readWish: the label wins when it is set, whatever its value.
+    { name: 'hasWish', expression: `${inject} in variables.labels || ${inject} in variables.annotations` },
+    { name: 'raw', expression: `${inject} in variables.labels ? variables.labels[${inject}].trim() : (${inject} in variables.annotations ? variables.annotations[${inject}].trim() : "")` },
+    { name: 'wishTrue', expression: 'variables.hasWish && variables.raw.lowerAscii() == "true"' },
+    { name: 'wishFalse', expression: 'variables.hasWish && variables.raw.lowerAscii() == "false"' },
+    { name: 'listed', expression: `variables.hasWish && !variables.wishTrue && !variables.wishFalse ? variables.raw.split(",").map(n, n.trim()).filter(n, n != "" && n in ${known}) : []` },
+    // Unknown names dropped, the first of each kept, in the pod's order.
+    { name: 'asked', expression: 'lists.range(size(variables.listed)).filter(i, variables.listed.indexOf(variables.listed[i]) == i).map(i, variables.listed[i])' },
+    {
+      name: 'nsInjection',
+      expression: `namespaceObject != null && has(namespaceObject.metadata.labels) && ${str(keys.namespaceInjection)} in namespaceObject.metadata.labels ? namespaceObject.metadata.labels[${str(keys.namespaceInjection)}] : ""`,
+    },
+    {
+      name: 'profiles',
+      expression: [
+        `request.namespace in [${[...compiled.excludedNamespaces].sort().map(str).join(', ')}] ? [] :`,
+        `${str(keys.status)} in variables.annotations ? [] :`,
+        `(${anyOf(config.neverInjectSelector)}) ? [] :`,
+        config.allowPodOptOut ? 'variables.wishFalse ? [] :' : '',
+        `variables.wishTrue ? ${defaults} :`,
+        'size(variables.asked) > 0 ? variables.asked :',
+        `(${anyOf(config.alwaysInjectSelector)}) ? ${defaults} :`,
+        `variables.nsInjection == "enabled" ? ${defaults} :`,
+        `variables.nsInjection == "disabled" ? [] :`,
+        config.policy === 'opt-out' ? defaults : '[]',
+      ]
+        .filter(Boolean)
+        .join(' '),
+    },
+  ];
+}
+
+/** Names, ports and paths the selected profiles bring, and the collisions the webhook's final-pod check would find. */
+function conflictVariables(parts: Record<string, ProfileParts>): { name: string; expression: string }[] {
+  const entries = Object.entries(parts);
+  const perProfile = (f: (p: ProfileParts) => string[]) =>
+    `variables.profiles.map(p, ${byProfile('p', entries.map(([n, p]) => [n, `[${f(p).map(str).join(', ')}]`]), '[]')}).flatten()`;
+  const portKey = (c: V1Container) => (c.ports ?? []).map((p) => `${p.containerPort}/${p.protocol ?? 'TCP'}`);
+  const podPorts = (list: string, filter: string) =>
+    `(has(object.spec.${list}) ? object.spec.${list}.filter(c, ${filter} && has(c.ports)).map(c, c.ports.map(p, string(p.containerPort) + "/" + (has(p.protocol) ? p.protocol : "TCP"))).flatten() : [])`;
+  const podNames = (list: string) => `(has(object.spec.${list}) ? object.spec.${list}.map(c, c.name) : [])`;
+  const dup = (v: string) => `${v}.exists(x, ${v}.indexOf(x) != ${v}.lastIndexOf(x))`;
+  return [
+    { name: 'injectedNames', expression: perProfile((p) => [...p.initContainers, ...p.containers].map((c) => c.name)) },
+    { name: 'injectedInits', expression: perProfile((p) => p.initContainers.map((c) => c.name)) },
+    // Containers and native sidecars share one port space; plain init containers run alone.
+    { name: 'injectedPorts', expression: perProfile((p) => [...p.initContainers.filter((c) => c.restartPolicy === 'Always'), ...p.containers].flatMap(portKey)) },
+    { name: 'injectedVolumes', expression: perProfile((p) => p.volumes.map((v) => v.name)) },
+    { name: 'appMountPaths', expression: perProfile((p) => p.appMounts.map((m) => m.mountPath)) },
+    // Volumes the profiles' containers mount that they do not bring: the pod must have them.
+    { name: 'borrowedVolumes', expression: perProfile((p) => [...p.initContainers, ...p.containers].flatMap((c) => (c.volumeMounts ?? []).map((m) => m.name)).filter((n) => !p.volumes.some((v) => v.name === n))) },
+    {
+      name: 'conflict',
+      expression: [
+        `variables.injectedNames.exists(n, n in ${podNames('containers')} + ${podNames('initContainers')} + ${podNames('ephemeralContainers')}) || ${dup('variables.injectedNames')}`,
+        `variables.injectedPorts.exists(k, k in ${podPorts('containers', 'true')} + ${podPorts('initContainers', 'has(c.restartPolicy) && c.restartPolicy == "Always"')}) || ${dup('variables.injectedPorts')}`,
+        `variables.injectedVolumes.exists(v, has(object.spec.volumes) && v in object.spec.volumes.map(x, x.name)) || ${dup('variables.injectedVolumes')}`,
+        `variables.appMountPaths.exists(m, object.spec.containers.exists(c, has(c.volumeMounts) && c.volumeMounts.exists(x, x.mountPath == m))) || ${dup('variables.appMountPaths')}`,
+        `variables.borrowedVolumes.exists(v, !(v in variables.injectedVolumes) && !(has(object.spec.volumes) && v in object.spec.volumes.map(x, x.name)))`,
+      ].join(' || '),
+    },
+  ];
+}
+
+/** The status annotation, byte for byte as inject.ts writes it (JSON.stringify of profiles, containers, initContainers, volumes, revision). */
+function statusExpression(parts: Record<string, ProfileParts>, revision: string): string {
+  const entries = Object.entries(parts);
+  const quoted = (names: string[]) => names.map((n) => JSON.stringify(n)).join(',');
+  const list = (f: (p: ProfileParts) => string[]) =>
+    `variables.profiles.map(p, ${byProfile('p', entries.map(([n, p]) => [n, str(quoted(f(p)))]), '""')}).filter(s, s != "").join(",")`;
+  return [
+    `'{"profiles":[' + variables.profiles.map(p, ${byProfile('p', entries.map(([n]) => [n, str(JSON.stringify(n))]), '""')}).join(",")`,
+    `'],"containers":[' + ${list((p) => p.containers.map((c) => c.name))}`,
+    `'],"initContainers":[' + ${list((p) => p.initContainers.map((c) => c.name))}`,
+    `'],"volumes":[' + ${list((p) => p.volumes.map((v) => v.name))}`,
+    `'],"revision":' + ${str(JSON.stringify(revision))} + '}'`,
+  ].join(' + ');
+}
+
+const op = (path: string, value: string) => `JSONPatch{op: "add", path: ${path}, value: ${value}}`;
+
+/** The JSON patch: status annotation, init containers first (inserted at 0 in reverse), sidecars, volumes, app mounts. */
+function patchExpression(compiled: CompiledConfig, parts: Record<string, ProfileParts>): string {
+  const entries = Object.entries(parts);
+  const ops = (f: (p: ProfileParts) => string[], variable = 'p') => byProfile(variable, entries.map(([n, p]) => [n, `[${f(p).join(', ')}]`]), '[]');
+  const statusPath = str(`/metadata/annotations/${pointer(compiled.keys.status)}`);
+  const appMounts = entries.flatMap(([, p]) => p.appMounts).length > 0;
+  const steps = [
+    `(has(object.metadata.annotations) ? [] : [${op('"/metadata/annotations"', '{}')}])`,
+    `[${op(statusPath, statusExpression(parts, compiled.revision))}]`,
+    // Lists are created empty, then filled one object at a time (a list of objects as a value: kubernetes#142181).
+    `(size(variables.injectedInits) == 0 || has(object.spec.initContainers) ? [] : [${op('"/spec/initContainers"', '[]')}])`,
+    `lists.range(size(variables.profiles)).map(k, variables.profiles[size(variables.profiles) - 1 - k]).map(p, ${ops((p) => [...p.initContainers].reverse().map((c) => op('"/spec/initContainers/0"', celValue(c))))}).flatten()`,
+    `variables.profiles.map(p, ${ops((p) => p.containers.map((c) => op('"/spec/containers/-"', celValue(c))))}).flatten()`,
+    `(size(variables.injectedVolumes) == 0 || has(object.spec.volumes) ? [] : [${op('"/spec/volumes"', '[]')}])`,
+    `variables.profiles.map(p, ${ops((p) => p.volumes.map((v) => op('"/spec/volumes/-"', celValue(v))))}).flatten()`,
+  ];
+  if (appMounts) {
+    const mountOps = ops((p) => p.appMounts.map((m) => op('"/spec/containers/" + string(i) + "/volumeMounts/-"', celValue(m))));
+    steps.push(
+      `(size(variables.appMountPaths) == 0 ? [] : lists.range(size(object.spec.containers)).map(i, (has(object.spec.containers[i].volumeMounts) ? [] : [${op('"/spec/containers/" + string(i) + "/volumeMounts"', '[]')}]) + variables.profiles.map(p, ${mountOps}).flatten()).flatten())`,
+    );
+  }
+  return `size(variables.profiles) == 0 || variables.conflict ? [] : ${steps.join(' + ')}`;
+}
+
+function namespaceSelector(compiled: CompiledConfig, operator: 'In' | 'NotIn'): LabelSelector {
+  return {
+    matchExpressions: [
+      { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...compiled.excludedNamespaces].sort() },
+      { key: compiled.keys.namespaceInjection, operator, values: ['enabled'] },
+    ],
+  };
+}
+
+/** The policies and bindings for the config; refused when it uses what this release does not compile. */
+export function compilePolicy(compiled: CompiledConfig, name: string, version: KubeVersion): PolicyResult {
+  const apiVersion = policyApiVersion(version);
+  if (!apiVersion) return { ok: false, problems: [`--kube-version ${version.major}.${version.minor}: MutatingAdmissionPolicy needs Kubernetes 1.34 or later (v1beta1 on 1.34–1.35, v1 from 1.36)`] };
+  const refused = refusals(compiled);
+  if (refused.length > 0) return { ok: false, problems: refused };
+
+  const parts = Object.fromEntries(Object.entries(compiled.config.profiles).map(([n, p]) => [n, partsOf(p)]));
+  const labels = { 'app.kubernetes.io/managed-by': 'sidecar-injector', 'sidecar-injector.io/revision': compiled.revision };
+  const variables = [...decisionVariables(compiled), ...conflictVariables(parts)];
+  const mutation = { patchType: 'JSONPatch', jsonPatch: { expression: patchExpression(compiled, parts) } };
+  const objectSelector: LabelSelector | undefined = compiled.config.allowPodOptOut ? { matchExpressions: [{ key: compiled.keys.inject, operator: 'NotIn', values: ['false'] }] } : undefined;
+
+  const policy = (policyName: string, conditions: MatchCondition[]): PolicyObject => ({
+    apiVersion,
+    kind: 'MutatingAdmissionPolicy',
+    metadata: { name: policyName, labels },
+    spec: {
+      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] },
+      ...(conditions.length > 0 ? { matchConditions: conditions } : {}),
+      failurePolicy: 'Fail',
+      reinvocationPolicy: 'IfNeeded',
+      variables,
+      mutations: [mutation],
+    },
+  });
+  const binding = (policyName: string, operator: 'In' | 'NotIn'): PolicyObject => ({
+    apiVersion,
+    kind: 'MutatingAdmissionPolicyBinding',
+    metadata: { name: policyName, labels },
+    spec: { policyName, matchResources: { namespaceSelector: namespaceSelector(compiled, operator), ...(objectSelector ? { objectSelector } : {}) } },
+  });
+  const namespaces = `${name}-namespaces`;
+  return {
+    ok: true,
+    objects: [policy(namespaces, []), binding(namespaces, 'In'), policy(name, matchConditionsFor(compiled)), binding(name, 'NotIn')],
+  };
+}

@@ -1,0 +1,144 @@
+/**
+ * Policy mode on a real kube-apiserver 1.36 (issue 23): the pods the API
+ * server stores through the compiled MutatingAdmissionPolicies equal the pods
+ * it stores through the webhook with the same config, field by field. The
+ * chart is installed with the config below; the policies from `policy` for
+ * the chart's own ConfigMap are applied beside it. Namespaces labelled
+ * `e2e-mode=policy` are the policies' (the webhook's configuration leaves
+ * them out); the others the webhook's. Every case is created once in each.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { V1Pod } from '@kubernetes/client-node';
+import { pod as generatedPod } from '../helpers/arbitraries.js';
+import { runCli } from '../helpers/process.js';
+import type { ApiServer } from './apiserver.js';
+import { installed, type Install } from './install.js';
+import { eventually, namespace, pod, type Pod } from './pods.js';
+
+const MODE = 'e2e-mode';
+/** A config policy mode compiles: native and regular sidecars, an init container, app mounts, selectors. */
+const CONFIG = {
+  neverInjectSelector: [{ matchLabels: { team: 'batch' } }],
+  alwaysInjectSelector: [{ matchExpressions: [{ key: 'example.com/owner', operator: 'Exists' }] }],
+  profiles: {
+    'log-shipper': {
+      nativeSidecar: 'auto',
+      overrides: { resources: false, imageRegistries: [] },
+    },
+    exporter: {
+      nativeSidecar: false,
+      containers: [{ name: 'exporter', image: 'nginx/nginx-prometheus-exporter:1.4.0', ports: [{ name: 'metrics', containerPort: 9113 }] }],
+      initContainers: [{ name: 'setup', image: 'busybox:1.36', command: ['sh', '-c', 'true'] }],
+      volumes: [{ name: 'exporter-cache', emptyDir: {} }],
+      appVolumeMounts: [{ name: 'exporter-cache', mountPath: '/var/cache/exporter', readOnly: true }],
+      overrides: { resources: false, imageRegistries: [] },
+    },
+    'nginx-exporter': null,
+  },
+};
+
+let kas: ApiServer;
+let install: Install;
+
+beforeAll(async () => {
+  ({ kas, install } = await installed({ config: CONFIG, webhook: { namespaceSelectorExpressions: [{ key: MODE, operator: 'NotIn', values: ['policy'] }] } }));
+  const dir = mkdtempSync(join(tmpdir(), 'policy-e2e-'));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, (await install.configFiles())['config.yaml']!);
+  const compiled = await runCli(['policy', '--config', file, '-o', 'json']);
+  if (compiled.code !== 0) throw new Error(`policy: ${compiled.stderr}`);
+  const list = JSON.parse(compiled.stdout) as { items: { kind: string; spec: { matchResources?: { namespaceSelector: { matchExpressions: unknown[] } } } }[] };
+  // Bound to the policy namespaces only, so each pod meets one injector.
+  for (const o of list.items) o.spec.matchResources?.namespaceSelector.matchExpressions.push({ key: MODE, operator: 'In', values: ['policy'] });
+  kas.kubectl(['apply', '-f', '-'], JSON.stringify(list));
+  for (const [ns, labels] of Object.entries(NAMESPACES)) await namespace(kas, ns, labels);
+  // In force once the API server's informer has it.
+  await eventually(async () => injected(await create('policy-plain', pod('', `probe-${Date.now()}`, { annotations: { 'sidecar-injector.io/inject': 'true' } }))), 'the policy in force', 20_000);
+}, 240_000);
+
+afterAll(async () => {
+  await install?.stop();
+  kas?.stop();
+});
+
+/** Twin namespaces: the webhook's and the policy's, plain and labelled enabled. */
+const NAMESPACES: Record<string, Record<string, string>> = {
+  'webhook-plain': {},
+  'policy-plain': { [MODE]: 'policy' },
+  'webhook-enabled': { 'sidecar-injector.io/injection': 'enabled' },
+  'policy-enabled': { [MODE]: 'policy', 'sidecar-injector.io/injection': 'enabled' },
+};
+
+const injected = (p: Pod | undefined) => !!p?.metadata.annotations?.['sidecar-injector.io/status'];
+
+async function create(ns: string, p: V1Pod): Promise<Pod | undefined> {
+  const body = structuredClone(p);
+  body.metadata = { ...body.metadata, namespace: ns };
+  const a = await kas.call('POST', `/api/v1/namespaces/${ns}/pods`, body);
+  return a.status === 201 ? (a.body as unknown as Pod) : undefined;
+}
+
+/** The stored pod without what differs by nature between two creations (identity, time, the token volume's random suffix). */
+function comparable(p: Pod): unknown {
+  const copy = structuredClone(p) as Pod & { status?: unknown };
+  const m = copy.metadata as Record<string, unknown>;
+  for (const k of ['namespace', 'uid', 'resourceVersion', 'creationTimestamp', 'managedFields', 'generation']) delete m[k];
+  delete copy.status;
+  return JSON.parse(JSON.stringify(copy).replace(/kube-api-access-[a-z0-9]{5}/g, 'kube-api-access-XXXXX'));
+}
+
+/** One case in both modes: the same outcome (refused by the API server in both, or stored the same). */
+async function twin(name: string, p: V1Pod, enabled: boolean): Promise<{ injected: boolean }> {
+  const body = structuredClone(p);
+  body.metadata = { ...body.metadata, name };
+  delete body.metadata.generateName;
+  const [w, pol] = await Promise.all([create(enabled ? 'webhook-enabled' : 'webhook-plain', body), create(enabled ? 'policy-enabled' : 'policy-plain', body)]);
+  expect({ name, created: pol !== undefined }).toEqual({ name, created: w !== undefined });
+  if (w && pol) expect(comparable(pol)).toEqual(comparable(w));
+  return { injected: injected(w) };
+}
+
+describe('the same pods through the policy as through the webhook (kube-apiserver 1.36)', () => {
+  const ask = (value: string) => ({ annotations: { 'sidecar-injector.io/inject': value } });
+  it.each<[string, V1Pod, boolean, boolean]>([
+    ['asks for the default profiles', pod('', 'x', ask('true')), false, true],
+    ['asks by label', pod('', 'x', { labels: { 'sidecar-injector.io/inject': 'true' } }), false, true],
+    ['asks for two profiles, one unknown, one twice', pod('', 'x', ask(' exporter, nope ,log-shipper,exporter')), false, true],
+    ['asks for an unknown profile only', pod('', 'x', ask('nope')), false, false],
+    ['does not ask', pod('', 'x'), false, false],
+    ['does not ask, namespace enabled', pod('', 'x'), true, true],
+    ['says no, namespace enabled', pod('', 'x', ask('false')), true, false],
+    ['neverInjectSelector wins over asking', pod('', 'x', { labels: { team: 'batch' }, annotations: { 'sidecar-injector.io/inject': 'true' } }), false, false],
+    ['alwaysInjectSelector', pod('', 'x', { labels: { 'example.com/owner': 'shop' } }), false, true],
+    ['a container name that collides: skipped', { ...pod('', 'x', ask('exporter')), spec: { containers: [{ name: 'exporter', image: 'nginx' }] } }, false, false],
+    ['a port that collides: skipped', { ...pod('', 'x', ask('exporter')), spec: { containers: [{ name: 'web', image: 'nginx', ports: [{ containerPort: 9113 }] }] } }, false, false],
+    ['has init containers and volumes of its own', { ...pod('', 'x', ask('log-shipper,exporter')), spec: { initContainers: [{ name: 'migrate', image: 'busybox' }], containers: [{ name: 'web', image: 'nginx', volumeMounts: [{ name: 'data', mountPath: '/data' }] }], volumes: [{ name: 'data', emptyDir: {} }] } }, false, true],
+    ['no service-account token', { ...pod('', 'x', ask('true')), spec: { automountServiceAccountToken: false, containers: [{ name: 'web', image: 'nginx' }] } }, false, true],
+  ])('%s', async (title, p, enabled, expectInjected) => {
+    const name = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 50);
+    expect((await twin(name, p, enabled)).injected).toBe(expectInjected);
+  });
+
+  it('over a few hundred generated pods (fast-check pods, both namespaces)', async () => {
+    const pods = fc.sample(generatedPod, { seed: 20261130, numRuns: Number(process.env.E2E_POLICY_PODS ?? 200) });
+    let injectedCount = 0;
+    for (const [i, p] of pods.entries()) {
+      // The webhook's fixtures carry a token volume by name; the API server adds its own: drop ours.
+      if (p.spec?.volumes) p.spec.volumes = p.spec.volumes.filter((v) => !v.name.startsWith('kube-api-access-'));
+      for (const c of [...(p.spec?.containers ?? []), ...(p.spec?.initContainers ?? [])]) c.volumeMounts = c.volumeMounts?.filter((m) => !m.name.startsWith('kube-api-access-'));
+      if (p.spec) delete p.spec.ephemeralContainers;
+      if ((await twin(`gen-${i}`, p, i % 3 === 0)).injected) injectedCount += 1;
+    }
+    expect(injectedCount).toBeGreaterThan(pods.length / 10);
+  }, 600_000);
+
+  it('a pod already injected is not injected again (the policy runs again on reinvocation: the status annotation guards it)', async () => {
+    const p = await create('policy-plain', pod('', 'twice', ask('true')));
+    expect(p!.spec.initContainers!.filter((c) => c.name === 'log-shipper')).toHaveLength(1);
+    expect(p!.spec.volumes!.filter((v) => v.name === 'app-logs')).toHaveLength(1);
+  });
+});
