@@ -85,8 +85,8 @@ async function create(ns: string, p: V1Pod): Promise<Pod | undefined> {
 /** The stored pod without what differs by nature between two creations (identity, time, the token volume's random suffix). */
 function comparable(p: Pod): unknown {
   const copy = structuredClone(p) as Pod & { status?: unknown };
-  const m = copy.metadata as Record<string, unknown>;
-  for (const k of ['namespace', 'uid', 'resourceVersion', 'creationTimestamp', 'managedFields', 'generation']) delete m[k];
+  const identity = new Set(['namespace', 'uid', 'resourceVersion', 'creationTimestamp', 'managedFields', 'generation']);
+  copy.metadata = Object.fromEntries(Object.entries(copy.metadata).filter(([k]) => !identity.has(k)));
   delete copy.status;
   return JSON.parse(JSON.stringify(copy).replace(/kube-api-access-[a-z0-9]{5}/g, 'kube-api-access-XXXXX'));
 }
