@@ -428,7 +428,7 @@ async function main(): Promise<void> {
 function apiServerCost(): string {
   if (!env.KUBE_APISERVER) return '  skipped: set KUBE_APISERVER to a kube-apiserver 1.36 binary (docs/development.md, "End to end")';
   const r = spawnSync(process.execPath, ['scripts/e2e.mjs', 'test/e2e/cost.e2e.ts'], { encoding: 'utf8', cwd: ROOT, env: { ...env } });
-  const table = r.stderr.split('\n').filter((l) => /^(pod creation|case|no injector|webhook)/.test(l));
+  const table = r.stderr.split('\n').filter((l) => /^(pod creation|case|no injector|webhook|policy)/.test(l));
   return r.status === 0 ? table.join('\n') : `  the cost suite failed (exit ${r.status}):\n${r.stderr.slice(-2000)}`;
 }
 

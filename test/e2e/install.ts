@@ -160,6 +160,20 @@ export class Install {
     await this.kas.must('PATCH', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configuration}`, ops, 'application/json-patch+json');
   }
 
+  /**
+   * Policy mode beside the webhook: `policy` for the chart's own ConfigMap, applied with its bindings narrowed
+   * to namespaces labelled `label=policy` (install the chart with those left out of the webhook's selector).
+   */
+  async applyPolicy(label: string): Promise<void> {
+    const file = join(this.root, 'policy-config.yaml');
+    writeFileSync(file, (await this.configFiles())['config.yaml']!);
+    const compiled = await runCli(['policy', '--config', file, '-o', 'json']);
+    if (compiled.code !== 0) throw new Error(`policy: ${compiled.stderr}`);
+    const list = JSON.parse(compiled.stdout) as { items: { spec: { matchResources?: { namespaceSelector: { matchExpressions: unknown[] } } } }[] };
+    for (const o of list.items) o.spec.matchResources?.namespaceSelector.matchExpressions.push({ key: label, operator: 'In', values: ['policy'] });
+    this.kas.kubectl(['apply', '-f', '-'], JSON.stringify(list));
+  }
+
   async stop(): Promise<void> {
     // Every replica's log stays behind for a failure to be read.
     for (const r of this.replicas) writeFileSync(join(this.root, `${r.name}.log`), r.proc.lines.map((l) => JSON.stringify(l)).join('\n'));

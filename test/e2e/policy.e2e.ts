@@ -9,12 +9,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { V1Pod } from '@kubernetes/client-node';
 import { pod as generatedPod } from '../helpers/arbitraries.js';
-import { runCli } from '../helpers/process.js';
 import type { ApiServer } from './apiserver.js';
 import { installed, type Install } from './install.js';
 import { eventually, namespace, pod, type Pod } from './pods.js';
@@ -46,15 +42,7 @@ let install: Install;
 
 beforeAll(async () => {
   ({ kas, install } = await installed({ config: CONFIG, webhook: { namespaceSelectorExpressions: [{ key: MODE, operator: 'NotIn', values: ['policy'] }] } }));
-  const dir = mkdtempSync(join(tmpdir(), 'policy-e2e-'));
-  const file = join(dir, 'config.yaml');
-  writeFileSync(file, (await install.configFiles())['config.yaml']!);
-  const compiled = await runCli(['policy', '--config', file, '-o', 'json']);
-  if (compiled.code !== 0) throw new Error(`policy: ${compiled.stderr}`);
-  const list = JSON.parse(compiled.stdout) as { items: { kind: string; spec: { matchResources?: { namespaceSelector: { matchExpressions: unknown[] } } } }[] };
-  // Bound to the policy namespaces only, so each pod meets one injector.
-  for (const o of list.items) o.spec.matchResources?.namespaceSelector.matchExpressions.push({ key: MODE, operator: 'In', values: ['policy'] });
-  kas.kubectl(['apply', '-f', '-'], JSON.stringify(list));
+  await install.applyPolicy(MODE);
   for (const [ns, labels] of Object.entries(NAMESPACES)) await namespace(kas, ns, labels);
   // In force once the API server's informer has it.
   await eventually(async () => injected(await create('policy-plain', pod('', `probe-${Date.now()}`, { annotations: { 'sidecar-injector.io/inject': 'true' } }))), 'the policy in force', 20_000);

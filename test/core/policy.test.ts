@@ -1,0 +1,136 @@
+/**
+ * The policy compiler (issue 23), as CI can check it: the objects' shape and
+ * determinism, what is refused and why, the API version by server, every
+ * CEL expression parsed by a real CEL parser (@bufbuild/cel; the API server
+ * also type-checks them, which `npm run e2e` does on a real 1.36), and each
+ * lesson of the trial on a real API server that the compiler must keep:
+ * homogeneous map literals, no list of objects as a patch value, the status
+ * guard for reinvocation, matchConditions only where the namespace cannot
+ * inject. That the stored pods equal the webhook's is test/e2e/policy.e2e.ts.
+ */
+import { describe, expect, it } from '@jest/globals';
+import { parse } from '@bufbuild/cel';
+import { celValue, compilePolicy, policyApiVersion, type PolicyObject } from '../../src/core/policy.js';
+import { matchConditionsFor } from '../../src/core/match-conditions.js';
+import { compile, TEST_CONFIG_YAML } from '../helpers/configs.js';
+import { runCli } from '../helpers/process.js';
+
+const V136 = { major: 1, minor: 36 };
+/** The tests' config without its per-pod overrides, which policy mode does not compile yet. */
+const POLICY_YAML = TEST_CONFIG_YAML.replace('    overrides:\n      resources: true\n      imageRegistries: [registry.example.com/logging/]\n', '');
+const config = compile(POLICY_YAML);
+
+function objects(yaml = POLICY_YAML, name = 'sidecar-injector'): PolicyObject[] {
+  const r = compilePolicy(compile(yaml), name, V136);
+  if (!r.ok) throw new Error(r.problems.join('\n'));
+  return r.objects;
+}
+
+type PolicySpec = { matchConditions?: { name: string; expression: string }[]; variables: { name: string; expression: string }[]; mutations: { jsonPatch: { expression: string } }[]; reinvocationPolicy: string; failurePolicy: string };
+const specOf = (o: PolicyObject) => o.spec as unknown as PolicySpec;
+const expressions = (o: PolicyObject) => [...(specOf(o).matchConditions ?? []), ...specOf(o).variables, ...specOf(o).mutations.map((m) => m.jsonPatch)].map((x) => x.expression);
+
+describe('compilePolicy', () => {
+  it('two policies and their bindings, split by the namespace label like the chart\'s webhook; matchConditions only where the namespace cannot inject', () => {
+    const objs = objects();
+    expect(objs.map((o) => `${o.kind} ${o.metadata.name}`)).toEqual([
+      'MutatingAdmissionPolicy sidecar-injector-namespaces',
+      'MutatingAdmissionPolicyBinding sidecar-injector-namespaces',
+      'MutatingAdmissionPolicy sidecar-injector',
+      'MutatingAdmissionPolicyBinding sidecar-injector',
+    ]);
+    expect(objs.every((o) => o.apiVersion === 'admissionregistration.k8s.io/v1')).toBe(true);
+    const [enabled, enabledBinding, other, otherBinding] = objs as [PolicyObject, PolicyObject, PolicyObject, PolicyObject];
+    expect(specOf(enabled).matchConditions).toBeUndefined();
+    expect(specOf(other).matchConditions).toEqual(matchConditionsFor(config));
+    const selector = (b: PolicyObject) => (b.spec as { matchResources: { namespaceSelector: { matchExpressions: { key: string; operator: string }[] } } }).matchResources.namespaceSelector.matchExpressions;
+    expect(selector(enabledBinding).find((e) => e.key === 'sidecar-injector.io/injection')!.operator).toBe('In');
+    expect(selector(otherBinding).find((e) => e.key === 'sidecar-injector.io/injection')!.operator).toBe('NotIn');
+    expect(selector(otherBinding).find((e) => e.key === 'kubernetes.io/metadata.name')).toMatchObject({ operator: 'NotIn' });
+    for (const o of [enabled, other]) expect(specOf(o)).toMatchObject({ failurePolicy: 'Fail', reinvocationPolicy: 'IfNeeded' });
+  });
+
+  it('same config in, same bytes out; another config, another revision label', () => {
+    expect(JSON.stringify(objects())).toBe(JSON.stringify(objects()));
+    const other = objects(`${POLICY_YAML}\nallowPodOptOut: false\n`);
+    expect(other[0]!.metadata.labels['sidecar-injector.io/revision']).not.toBe(objects()[0]!.metadata.labels['sidecar-injector.io/revision']);
+  });
+
+  it('every expression is CEL a parser accepts', () => {
+    for (const o of objects().filter((x) => x.kind === 'MutatingAdmissionPolicy')) for (const e of expressions(o)) expect(() => parse(e)).not.toThrow();
+  });
+
+  it('keeps what the trial on a real API server taught: the status guard, lists created empty then filled, the status annotation with the revision', () => {
+    const policy = objects()[2]!;
+    const profiles = specOf(policy).variables.find((v) => v.name === 'profiles')!.expression;
+    expect(profiles).toContain('"sidecar-injector.io/status" in variables.annotations ? [] :');
+    const patch = specOf(policy).mutations[0]!.jsonPatch.expression;
+    expect(patch).toContain('path: "/spec/initContainers", value: []');
+    expect(patch).toContain('path: "/spec/volumes", value: []');
+    // No patch value is a list of objects (kubernetes#142181): every list value is empty.
+    const listValues = [...patch.matchAll(/value: \[(.)/g)].map((m) => m[1]);
+    expect(listValues.length).toBeGreaterThan(0);
+    expect(listValues.every((c) => c === ']')).toBe(true);
+    expect(patch).toContain(JSON.stringify(JSON.stringify(config.revision)));
+    expect(patch).toContain('/metadata/annotations/sidecar-injector.io~1status');
+  });
+
+  it('writes map literals CEL accepts as one type: every map value is wrapped in dyn()', () => {
+    expect(celValue({ name: 'agent', ports: [{ containerPort: 2020 }], securityContext: { capabilities: { drop: ['ALL'] }, runAsNonRoot: true } })).toBe(
+      '{"name": dyn("agent"), "ports": dyn([dyn({"containerPort": dyn(2020)})]), "securityContext": dyn({"capabilities": dyn({"drop": dyn([dyn("ALL")])}), "runAsNonRoot": dyn(true)})}',
+    );
+    expect(celValue('a"b\\c')).toBe('"a\\"b\\\\c"');
+    expect(() => parse(celValue({ a: [1, 'x', { b: null }], 'c/d~e': 1.5 }))).not.toThrow();
+  });
+
+  it('refuses, with the config path and why, what it does not compile yet; never drops it', () => {
+    const r = compilePolicy(compile(`${TEST_CONFIG_YAML}\nonConflict: deny\n`), 'x', V136);
+    expect(r.ok).toBe(false);
+    if (r.ok) return;
+    expect(r.problems.some((p) => p.startsWith('onConflict: deny: '))).toBe(true);
+    const example = compilePolicy(compile(`
+defaultProfiles: [a]
+profiles:
+  a:
+    containers: [{ name: a, image: a }]
+    overrides: { resources: true, imageRegistries: [registry.example.com/] }
+`), 'x', V136);
+    expect(example.ok ? [] : example.problems.map((p) => p.split(':')[0])).toEqual(['profiles.a.overrides.resources', 'profiles.a.overrides.imageRegistries']);
+  });
+
+  it('v1 from 1.36, v1beta1 on 1.34 and 1.35, an error before', () => {
+    expect(policyApiVersion({ major: 1, minor: 36 })).toBe('admissionregistration.k8s.io/v1');
+    expect(policyApiVersion({ major: 1, minor: 37 })).toBe('admissionregistration.k8s.io/v1');
+    expect(policyApiVersion({ major: 1, minor: 35 })).toBe('admissionregistration.k8s.io/v1beta1');
+    expect(policyApiVersion({ major: 1, minor: 34 })).toBe('admissionregistration.k8s.io/v1beta1');
+    expect(policyApiVersion({ major: 1, minor: 33 })).toBeUndefined();
+    const old = compilePolicy(config, 'x', { major: 1, minor: 31 });
+    expect(old.ok ? '' : old.problems[0]).toContain('needs Kubernetes 1.34 or later');
+  });
+});
+
+describe('sidecar-injector policy', () => {
+  it('prints YAML documents, or a List in JSON; the example config (with overrides) is refused with one line per feature, exit 1', async () => {
+    const dir = (await import('node:fs')).mkdtempSync(`${(await import('node:os')).tmpdir()}/policy-cli-`);
+    const file = `${dir}/config.yaml`;
+    (await import('node:fs')).writeFileSync(file, POLICY_YAML);
+    const yaml = await runCli(['policy', '--config', file]);
+    expect(yaml.code).toBe(0);
+    expect(yaml.stdout.match(/^kind: /gm)).toHaveLength(4);
+    const json = await runCli(['policy', '--config', file, '-o', 'json', '--name', 'logs', '--kube-version', '1.35']);
+    const list = JSON.parse(json.stdout) as { kind: string; items: PolicyObject[] };
+    expect(list.kind).toBe('List');
+    expect(list.items.map((o) => o.metadata.name)).toEqual(['logs-namespaces', 'logs-namespaces', 'logs', 'logs']);
+    expect(list.items[0]!.apiVersion).toBe('admissionregistration.k8s.io/v1beta1');
+    const example = await runCli(['policy', '--config', 'config/example.yaml']);
+    expect(example.code).toBe(1);
+    expect(example.stdout).toBe('');
+    expect(example.stderr.trim().split('\n')).toEqual([
+      'sidecar-injector policy: profiles.log-shipper.overrides.resources: per-pod resource overrides are not compiled into policies yet (set it false, or use the webhook)',
+      'sidecar-injector policy: profiles.log-shipper.overrides.imageRegistries: per-pod image overrides are not compiled into policies yet (set it [], or use the webhook)',
+    ]);
+    const old = await runCli(['policy', '--config', file, '--kube-version', '1.30']);
+    expect(old.code).toBe(1);
+    expect(old.stderr).toContain('needs Kubernetes 1.34 or later');
+  });
+});
