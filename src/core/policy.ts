@@ -21,9 +21,13 @@
  * the policy runs again after the ServiceAccount plugin (reinvocation), so the
  * status annotation guards it as it guards the webhook.
  *
- * What this release does not compile is refused with its config path, never
- * dropped: per-pod overrides, `onConflict: deny` (it needs a
- * ValidatingAdmissionPolicy, not built yet).
+ * Per-pod overrides are variables that judge each annotation as overrides.ts
+ * does (the image's registry at a path boundary, quantities by quantity.ts's
+ * grammar and the Kubernetes quantity library, requests against the final
+ * limits). What this release does not compile is refused with its config
+ * path, never dropped: `onConflict: deny` (it needs a
+ * ValidatingAdmissionPolicy, not built yet), and resource overrides where the
+ * profile does not set both requests and limits of cpu and memory.
  */
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { CompiledConfig, Profile } from './config.js';
@@ -96,10 +100,100 @@ function refusals(compiled: CompiledConfig): string[] {
   const out: string[] = [];
   if (config.onConflict === 'deny') out.push('onConflict: deny: refusing a pod needs a ValidatingAdmissionPolicy, which policy mode does not compile yet (use skip, or the webhook)');
   for (const [name, p] of Object.entries(config.profiles)) {
-    if (p.overrides.resources) out.push(`profiles.${name}.overrides.resources: per-pod resource overrides are not compiled into policies yet (set it false, or use the webhook)`);
-    if (p.overrides.imageRegistries.length > 0) out.push(`profiles.${name}.overrides.imageRegistries: per-pod image overrides are not compiled into policies yet (set it [], or use the webhook)`);
+    if (!p.overrides.resources) continue;
+    for (const [list, containers] of [['initContainers', p.initContainers], ['containers', p.containers]] as const) {
+      containers.forEach((c, i) => {
+        const r = c.resources;
+        if (!RESOURCES.every((res) => r?.requests?.[res] !== undefined && r.limits?.[res] !== undefined)) {
+          out.push(`profiles.${name}.${list}[${i}].resources: per-pod resource overrides compile only where the profile sets cpu and memory requests and limits (set them, or use the webhook)`);
+        }
+      });
+    }
   }
   return out;
+}
+
+const RESOURCES = ['cpu', 'memory'] as const;
+/** quantity.ts's grammar (no sign): what the webhook takes for a quantity; isQuantity() must hold as well. */
+const QUANTITY_RE = '^(\\d+(?:\\.\\d*)?|\\.\\d+)(Ki|Mi|Gi|Ti|Pi|Ei|n|u|m|k|M|G|T|P|E|[eE][+-]?\\d+)?$';
+const IMAGE_RE = '^[A-Za-z0-9][A-Za-z0-9._\\-/:@]*$';
+
+/** CEL expressions standing in for a container's overridable fields (overrides.ts, each judged on its own). */
+interface OverrideExprs {
+  image?: string;
+  resources?: Record<(typeof RESOURCES)[number], { limit: string; request: string }>;
+}
+
+/** Variables that apply a profile's allowed overrides to each of its containers, and the expressions that read them. */
+function overrideVariables(compiled: CompiledConfig): { variables: { name: string; expression: string }[]; byContainer: Map<string, OverrideExprs> } {
+  const variables: { name: string; expression: string }[] = [];
+  const byContainer = new Map<string, OverrideExprs>();
+  const ann = (key: string) => `variables.annotations[${str(key)}]`;
+  const present = (key: string) => `${str(key)} in variables.annotations`;
+  let k = 0;
+  for (const [profileName, p] of Object.entries(compiled.config.profiles)) {
+    const registries = p.overrides.imageRegistries;
+    if (registries.length === 0 && !p.overrides.resources) continue;
+    for (const c of [...p.initContainers, ...p.containers]) {
+      const key = (suffix: string) => `${compiled.keys.prefix}/${c.name}.${suffix}`;
+      const id = `o${(k += 1)}`;
+      const exprs: OverrideExprs = {};
+      if (registries.length > 0) {
+        const v = `${ann(key('image'))}.trim()`;
+        // A registry prefix matches at a path boundary (overrides.ts imageAllowed).
+        const allowed = `${JSON.stringify(registries)}.exists(r, ${v}.startsWith(r) && (r.endsWith("/") || r.endsWith(":") || size(${v}) == size(r) || ${v}.substring(size(r), size(r) + 1) in ["/", ":", "@"]))`;
+        variables.push({ name: `${id}Image`, expression: `${present(key('image'))} && ${v}.matches(${str(IMAGE_RE)}) && size(${v}) <= 512 && ${allowed} ? ${v} : ${str(c.image ?? '')}` });
+        exprs.image = `variables.${id}Image`;
+      }
+      if (p.overrides.resources) {
+        const resources = {} as NonNullable<OverrideExprs['resources']>;
+        for (const res of RESOURCES) {
+          const profileLimit = str(String(c.resources?.limits?.[res]));
+          const profileRequest = str(String(c.resources?.requests?.[res]));
+          const quantity = (k2: string) => `${present(k2)} && ${ann(k2)}.matches(${str(QUANTITY_RE)}) && isQuantity(${ann(k2)})`;
+          const [limit1, request, limit] = [`${id}${res}Limit1`, `${id}${res}Request`, `${id}${res}Limit`];
+          variables.push(
+            { name: limit1, expression: `${quantity(key(`${res}-limit`))} ? ${ann(key(`${res}-limit`))} : ${profileLimit}` },
+            {
+              name: request,
+              expression: `${quantity(key(`${res}-request`))} && !quantity(${ann(key(`${res}-request`))}).isGreaterThan(quantity(variables.${limit1})) ? ${ann(key(`${res}-request`))} : ${profileRequest}`,
+            },
+            // A lowered limit that falls under the request yields to the profile's.
+            { name: limit, expression: `variables.${limit1} != ${profileLimit} && quantity(variables.${request}).isGreaterThan(quantity(variables.${limit1})) ? ${profileLimit} : variables.${limit1}` },
+          );
+          resources[res] = { limit: `variables.${limit}`, request: `variables.${request}` };
+        }
+        exprs.resources = resources;
+      }
+      byContainer.set(`${profileName}\u0000${c.name}`, exprs);
+    }
+  }
+  return { variables, byContainer };
+}
+
+/** A container as a CEL literal, its overridable fields read from the override variables. */
+function containerCel(c: V1Container, exprs: OverrideExprs | undefined): string {
+  if (!exprs) return celValue(c);
+  const field = (k: string, v: unknown): string => {
+    if (k === 'image' && exprs.image) return `${str(k)}: dyn(${exprs.image})`;
+    const resources = exprs.resources;
+    if (k === 'resources' && resources) {
+      const r = v as Record<string, Record<string, unknown> | undefined>;
+      const list = (which: 'limits' | 'requests', pick: 'limit' | 'request') => {
+        const others = Object.entries(r[which] ?? {}).filter(([res]) => !(RESOURCES as readonly string[]).includes(res));
+        const overridden = RESOURCES.map((res) => `${str(res)}: dyn(${resources[res][pick]})`);
+        const entries = [...others.map(([res, q]) => `${str(res)}: dyn(${celValue(q)})`), ...overridden];
+        return `${str(which)}: dyn({${entries.join(', ')}})`;
+      };
+      const rest = Object.entries(r).filter(([x]) => x !== 'limits' && x !== 'requests').map(([x, y]) => `${str(x)}: dyn(${celValue(y)})`);
+      return `${str(k)}: dyn({${[list('limits', 'limit'), list('requests', 'request'), ...rest].join(', ')}})`;
+    }
+    return `${str(k)}: dyn(${celValue(v)})`;
+  };
+  return `{${Object.entries(c)
+    .filter(([, v]) => v !== undefined)
+    .map(([k, v]) => field(k, v))
+    .join(', ')}}`;
 }
 
 /** `version` for the API server: v1 from 1.36, v1beta1 on 1.34–1.35 (where the cluster turned it on), none before. */
@@ -201,9 +295,10 @@ function statusExpression(parts: Record<string, ProfileParts>, revision: string)
 const op = (path: string, value: string) => `JSONPatch{op: "add", path: ${path}, value: ${value}}`;
 
 /** The JSON patch: status annotation, init containers first (inserted at 0 in reverse), sidecars, volumes, app mounts. */
-function patchExpression(compiled: CompiledConfig, parts: Record<string, ProfileParts>): string {
+function patchExpression(compiled: CompiledConfig, parts: Record<string, ProfileParts>, overrides: Map<string, OverrideExprs>): string {
   const entries = Object.entries(parts);
-  const ops = (f: (p: ProfileParts) => string[], variable = 'p') => byProfile(variable, entries.map(([n, p]) => [n, `[${f(p).join(', ')}]`]), '[]');
+  const ops = (f: (p: ProfileParts, profile: string) => string[], variable = 'p') => byProfile(variable, entries.map(([n, p]) => [n, `[${f(p, n).join(', ')}]`]), '[]');
+  const container = (c: V1Container, profile: string) => containerCel(c, overrides.get(`${profile}\u0000${c.name}`));
   const statusPath = str(`/metadata/annotations/${pointer(compiled.keys.status)}`);
   const appMounts = entries.flatMap(([, p]) => p.appMounts).length > 0;
   const steps = [
@@ -211,8 +306,8 @@ function patchExpression(compiled: CompiledConfig, parts: Record<string, Profile
     `[${op(statusPath, statusExpression(parts, compiled.revision))}]`,
     // Lists are created empty, then filled one object at a time (a list of objects as a value: kubernetes#142181).
     `(size(variables.injectedInits) == 0 || has(object.spec.initContainers) ? [] : [${op('"/spec/initContainers"', '[]')}])`,
-    `lists.range(size(variables.profiles)).map(k, variables.profiles[size(variables.profiles) - 1 - k]).map(p, ${ops((p) => [...p.initContainers].reverse().map((c) => op('"/spec/initContainers/0"', celValue(c))))}).flatten()`,
-    `variables.profiles.map(p, ${ops((p) => p.containers.map((c) => op('"/spec/containers/-"', celValue(c))))}).flatten()`,
+    `lists.range(size(variables.profiles)).map(k, variables.profiles[size(variables.profiles) - 1 - k]).map(p, ${ops((p, n) => [...p.initContainers].reverse().map((c) => op('"/spec/initContainers/0"', container(c, n))))}).flatten()`,
+    `variables.profiles.map(p, ${ops((p, n) => p.containers.map((c) => op('"/spec/containers/-"', container(c, n))))}).flatten()`,
     `(size(variables.injectedVolumes) == 0 || has(object.spec.volumes) ? [] : [${op('"/spec/volumes"', '[]')}])`,
     `variables.profiles.map(p, ${ops((p) => p.volumes.map((v) => op('"/spec/volumes/-"', celValue(v))))}).flatten()`,
   ];
@@ -243,8 +338,9 @@ export function compilePolicy(compiled: CompiledConfig, name: string, version: K
 
   const parts = Object.fromEntries(Object.entries(compiled.config.profiles).map(([n, p]) => [n, partsOf(p)]));
   const labels = { 'app.kubernetes.io/managed-by': 'sidecar-injector', 'sidecar-injector.io/revision': compiled.revision };
-  const variables = [...decisionVariables(compiled), ...conflictVariables(parts)];
-  const mutation = { patchType: 'JSONPatch', jsonPatch: { expression: patchExpression(compiled, parts) } };
+  const overrides = overrideVariables(compiled);
+  const variables = [...decisionVariables(compiled), ...overrides.variables, ...conflictVariables(parts)];
+  const mutation = { patchType: 'JSONPatch', jsonPatch: { expression: patchExpression(compiled, parts, overrides.byContainer) } };
   const objectSelector: LabelSelector | undefined = compiled.config.allowPodOptOut ? { matchExpressions: [{ key: compiled.keys.inject, operator: 'NotIn', values: ['false'] }] } : undefined;
 
   const policy = (policyName: string, conditions: MatchCondition[]): PolicyObject => ({

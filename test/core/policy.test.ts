@@ -57,7 +57,9 @@ describe('compilePolicy', () => {
   });
 
   it('every expression is CEL a parser accepts', () => {
-    for (const o of objects().filter((x) => x.kind === 'MutatingAdmissionPolicy')) for (const e of expressions(o)) expect(() => parse(e)).not.toThrow();
+    for (const yaml of [POLICY_YAML, TEST_CONFIG_YAML]) {
+      for (const o of objects(yaml).filter((x) => x.kind === 'MutatingAdmissionPolicy')) for (const e of expressions(o)) expect(() => parse(e)).not.toThrow();
+    }
   });
 
   it('keeps what the trial on a real API server taught: the status guard, lists created empty then filled, the status annotation with the revision', () => {
@@ -85,17 +87,34 @@ describe('compilePolicy', () => {
 
   it('refuses, with the config path and why, what it does not compile yet; never drops it', () => {
     const r = compilePolicy(compile(`${TEST_CONFIG_YAML}\nonConflict: deny\n`), 'x', V136);
-    expect(r.ok).toBe(false);
-    if (r.ok) return;
-    expect(r.problems.some((p) => p.startsWith('onConflict: deny: '))).toBe(true);
-    const example = compilePolicy(compile(`
+    expect(r.ok ? [] : r.problems.map((p) => p.split(':')[0])).toEqual(['onConflict']);
+    const partial = compilePolicy(
+      compile(`
 defaultProfiles: [a]
 profiles:
   a:
-    containers: [{ name: a, image: a }]
+    containers: [{ name: a, image: a, resources: { limits: { cpu: 100m } } }]
+    initContainers: [{ name: b, image: b }]
     overrides: { resources: true, imageRegistries: [registry.example.com/] }
-`), 'x', V136);
-    expect(example.ok ? [] : example.problems.map((p) => p.split(':')[0])).toEqual(['profiles.a.overrides.resources', 'profiles.a.overrides.imageRegistries']);
+`),
+      'x',
+      V136,
+    );
+    expect(partial.ok ? [] : partial.problems.map((p) => p.split(':')[0])).toEqual(['profiles.a.initContainers[0].resources', 'profiles.a.containers[0].resources']);
+  });
+
+  it('per-pod overrides are variables that judge each annotation as the webhook does: the registry at a path boundary, quantities, requests against the final limits', () => {
+    const policy = objects(TEST_CONFIG_YAML)[2]!;
+    const vars = Object.fromEntries(specOf(policy).variables.map((v) => [v.name, v.expression]));
+    expect(vars.o1Image).toContain('"sidecar-injector.io/log-shipper.image" in variables.annotations');
+    expect(vars.o1Image).toContain('["registry.example.com/logging/"].exists(r,');
+    expect(vars.o1Image).toContain('["/", ":", "@"]');
+    expect(vars.o1cpuRequest).toContain('!quantity(variables.annotations["sidecar-injector.io/log-shipper.cpu-request"]).isGreaterThan(quantity(variables.o1cpuLimit1))');
+    expect(vars.o1memoryLimit).toBe('variables.o1memoryLimit1 != "128Mi" && quantity(variables.o1memoryRequest).isGreaterThan(quantity(variables.o1memoryLimit1)) ? "128Mi" : variables.o1memoryLimit1');
+    // The container reads them where it carries the fields.
+    const patch = specOf(policy).mutations[0]!.jsonPatch.expression;
+    expect(patch).toContain('"image": dyn(variables.o1Image)');
+    expect(patch).toContain('"limits": dyn({"cpu": dyn(variables.o1cpuLimit), "memory": dyn(variables.o1memoryLimit)})');
   });
 
   it('v1 from 1.36, v1beta1 on 1.34 and 1.35, an error before', () => {
@@ -110,7 +129,7 @@ profiles:
 });
 
 describe('sidecar-injector policy', () => {
-  it('prints YAML documents, or a List in JSON; the example config (with overrides) is refused with one line per feature, exit 1', async () => {
+  it('prints YAML documents, or a List in JSON (the example config too); what it cannot compile is one line on stderr, exit 1', async () => {
     const dir = (await import('node:fs')).mkdtempSync(`${(await import('node:os')).tmpdir()}/policy-cli-`);
     const file = `${dir}/config.yaml`;
     (await import('node:fs')).writeFileSync(file, POLICY_YAML);
@@ -123,12 +142,12 @@ describe('sidecar-injector policy', () => {
     expect(list.items.map((o) => o.metadata.name)).toEqual(['logs-namespaces', 'logs-namespaces', 'logs', 'logs']);
     expect(list.items[0]!.apiVersion).toBe('admissionregistration.k8s.io/v1beta1');
     const example = await runCli(['policy', '--config', 'config/example.yaml']);
-    expect(example.code).toBe(1);
-    expect(example.stdout).toBe('');
-    expect(example.stderr.trim().split('\n')).toEqual([
-      'sidecar-injector policy: profiles.log-shipper.overrides.resources: per-pod resource overrides are not compiled into policies yet (set it false, or use the webhook)',
-      'sidecar-injector policy: profiles.log-shipper.overrides.imageRegistries: per-pod image overrides are not compiled into policies yet (set it [], or use the webhook)',
-    ]);
+    expect(example.code).toBe(0);
+    (await import('node:fs')).writeFileSync(`${dir}/deny.yaml`, `${POLICY_YAML}\nonConflict: deny\n`);
+    const deny = await runCli(['policy', '--config', `${dir}/deny.yaml`]);
+    expect(deny.code).toBe(1);
+    expect(deny.stdout).toBe('');
+    expect(deny.stderr).toBe('sidecar-injector policy: onConflict: deny: refusing a pod needs a ValidatingAdmissionPolicy, which policy mode does not compile yet (use skip, or the webhook)\n');
     const old = await runCli(['policy', '--config', file, '--kube-version', '1.30']);
     expect(old.code).toBe(1);
     expect(old.stderr).toContain('needs Kubernetes 1.34 or later');

@@ -79,8 +79,7 @@ describe('pod creation cost at the API server', () => {
   }, 120_000);
 
   it('with the webhook: a pod that does not ask, and an injected pod', async () => {
-    // Per-pod overrides off: policy mode does not compile them yet, and the webhook's cost is the same.
-    ({ install } = await installed({ config: { profiles: { 'log-shipper': { overrides: { resources: false, imageRegistries: [] } } } }, webhook: { namespaceSelectorExpressions: [{ key: MODE, operator: 'NotIn', values: ['policy'] }] } }, kas));
+    ({ install } = await installed({ webhook: { namespaceSelectorExpressions: [{ key: MODE, operator: 'NotIn', values: ['policy'] }] } }, kas));
     await measure('webhook, pod does not ask', 'e2e-cost', SEQUENTIAL, inNs('e2e-cost', named('plain')), false);
     await measure('webhook, injected pod', 'e2e-cost', SEQUENTIAL, inNs('e2e-cost', named('asks', { annotations: { 'sidecar-injector.io/inject': 'true' } })), true);
   }, 300_000);

@@ -16,15 +16,11 @@ import { installed, type Install } from './install.js';
 import { eventually, namespace, pod, type Pod } from './pods.js';
 
 const MODE = 'e2e-mode';
-/** A config policy mode compiles: native and regular sidecars, an init container, app mounts, selectors. */
+/** The chart's example config (per-pod overrides included) plus a regular sidecar with an init container, app mounts and selectors. */
 const CONFIG = {
   neverInjectSelector: [{ matchLabels: { team: 'batch' } }],
   alwaysInjectSelector: [{ matchExpressions: [{ key: 'example.com/owner', operator: 'Exists' }] }],
   profiles: {
-    'log-shipper': {
-      nativeSidecar: 'auto',
-      overrides: { resources: false, imageRegistries: [] },
-    },
     exporter: {
       nativeSidecar: false,
       containers: [{ name: 'exporter', image: 'nginx/nginx-prometheus-exporter:1.4.0', ports: [{ name: 'metrics', containerPort: 9113 }] }],
@@ -33,7 +29,6 @@ const CONFIG = {
       appVolumeMounts: [{ name: 'exporter-cache', mountPath: '/var/cache/exporter', readOnly: true }],
       overrides: { resources: false, imageRegistries: [] },
     },
-    'nginx-exporter': null,
   },
 };
 
@@ -80,14 +75,14 @@ function comparable(p: Pod): unknown {
 }
 
 /** One case in both modes: the same outcome (refused by the API server in both, or stored the same). */
-async function twin(name: string, p: V1Pod, enabled: boolean): Promise<{ injected: boolean }> {
+async function twin(name: string, p: V1Pod, enabled: boolean): Promise<{ created: boolean; injected: boolean }> {
   const body = structuredClone(p);
   body.metadata = { ...body.metadata, name };
   delete body.metadata.generateName;
   const [w, pol] = await Promise.all([create(enabled ? 'webhook-enabled' : 'webhook-plain', body), create(enabled ? 'policy-enabled' : 'policy-plain', body)]);
   expect({ name, created: pol !== undefined }).toEqual({ name, created: w !== undefined });
   if (w && pol) expect(comparable(pol)).toEqual(comparable(w));
-  return { injected: injected(w) };
+  return { created: w !== undefined, injected: injected(w) };
 }
 
 describe('the same pods through the policy as through the webhook (kube-apiserver 1.36)', () => {
@@ -105,10 +100,13 @@ describe('the same pods through the policy as through the webhook (kube-apiserve
     ['a container name that collides: skipped', { ...pod('', 'x', ask('exporter')), spec: { containers: [{ name: 'exporter', image: 'nginx' }] } }, false, false],
     ['a port that collides: skipped', { ...pod('', 'x', ask('exporter')), spec: { containers: [{ name: 'web', image: 'nginx', ports: [{ containerPort: 9113 }] }] } }, false, false],
     ['has init containers and volumes of its own', { ...pod('', 'x', ask('log-shipper,exporter')), spec: { initContainers: [{ name: 'migrate', image: 'busybox' }], containers: [{ name: 'web', image: 'nginx', volumeMounts: [{ name: 'data', mountPath: '/data' }] }], volumes: [{ name: 'data', emptyDir: {} }] } }, false, true],
+    ['overrides: an allowed image, a lowered cpu limit, a memory request above the limit (refused)', pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'true', 'sidecar-injector.io/log-shipper.image': ' cr.fluentbit.io/fluent/fluent-bit:3.3.0 ', 'sidecar-injector.io/log-shipper.cpu-limit': '150m', 'sidecar-injector.io/log-shipper.memory-request': '1Gi' } }), false, true],
+    ['overrides: a registry only by prefix, a limit under the request (it yields), a negative and a garbled quantity', pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'true', 'sidecar-injector.io/log-shipper.image': 'cr.fluentbit.io/fluentevil/x:1', 'sidecar-injector.io/log-shipper.memory-limit': '16Mi', 'sidecar-injector.io/log-shipper.cpu-request': '-1', 'sidecar-injector.io/log-shipper.cpu-limit': '1e3x' } }), false, true],
+    ['overrides: a request in exponent form, the exact profile value, a profile that allows none', pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'log-shipper,exporter', 'sidecar-injector.io/log-shipper.cpu-request': '1e-2', 'sidecar-injector.io/log-shipper.memory-limit': '128Mi', 'sidecar-injector.io/exporter.image': 'cr.fluentbit.io/fluent/x:1' } }), false, true],
     ['no service-account token', { ...pod('', 'x', ask('true')), spec: { automountServiceAccountToken: false, containers: [{ name: 'web', image: 'nginx' }] } }, false, true],
   ])('%s', async (title, p, enabled, expectInjected) => {
-    const name = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 50);
-    expect((await twin(name, p, enabled)).injected).toBe(expectInjected);
+    const name = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 50).replace(/^-|-$/g, '');
+    expect(await twin(name, p, enabled)).toEqual({ created: true, injected: expectInjected });
   });
 
   it('over a few hundred generated pods (fast-check pods, both namespaces)', async () => {
@@ -122,6 +120,16 @@ describe('the same pods through the policy as through the webhook (kube-apiserve
       if ((await twin(`gen-${i}`, p, i % 3 === 0)).injected) injectedCount += 1;
     }
     expect(injectedCount).toBeGreaterThan(pods.length / 10);
+  }, 600_000);
+
+  it('over generated override annotations (fast-check)', async () => {
+    const value = fc.constantFrom('cr.fluentbit.io/fluent/fluent-bit:3.3.0', 'cr.fluentbit.io/fluent', 'cr.fluentbit.io/fluentd:1', 'docker.io/x', ' cr.fluentbit.io/fluent/a@sha256:00 ', '5m', '10m', '200m', '2', '0.5', '1e3', '64Mi', '128Mi', '1Gi', '-1', '', 'x', '1.5Gi', '.5');
+    const key = fc.constantFrom('image', 'cpu-request', 'cpu-limit', 'memory-request', 'memory-limit');
+    const overrides = fc.dictionary(key.map((k) => `sidecar-injector.io/log-shipper.${k}`), value, { minKeys: 1, maxKeys: 5 });
+    const cases = fc.sample(overrides, { seed: 20261131, numRuns: Number(process.env.E2E_POLICY_OVERRIDES ?? 100) });
+    for (const [i, annotations] of cases.entries()) {
+      expect((await twin(`ov-${i}`, pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'true', ...annotations } }), false)).injected).toBe(true);
+    }
   }, 600_000);
 
   it('a pod already injected is not injected again (the policy runs again on reinvocation: the status annotation guards it)', async () => {
