@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import { featuresOf, formatVersion, type KubeVersion } from '../core/kube-version.js';
 import type { CompiledConfig } from '../core/config.js';
+import type { WebhookScope } from '../core/scope.js';
 import { matchConditionsFor } from '../core/match-conditions.js';
 import { findWebhookScope, runAudit } from '../kube/audit.js';
 import { CaBundleWriter } from '../kube/ca-bundle.js';
@@ -77,7 +78,21 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
   const caBundleName = flags['patch-ca-bundle'] as string | undefined;
   const caBundle = caBundleName ? caBundleWriter(client, caBundleName, opts, log) : undefined;
   caBundle?.start();
-  const audit = opts.auditIntervalMs ? startAuditLoop(client, opts.auditIntervalMs, { ...opts, logger: log }, namespaces, features.server) : undefined;
+  const audit = opts.auditIntervalMs
+    ? startAuditLoop(client, opts.auditIntervalMs, {
+        logger: log,
+        metrics,
+        config: opts.config,
+        server: features.server,
+        namespaceLabels: (ns) => namespaces.labels(ns),
+        // The configuration's selectors, read each time: an upgrade may have changed them.
+        scope: async () => {
+          const found = await findWebhookScope(client, opts.webhookConfig);
+          if (!found.ok && !found.none) log.warn({ problem: found.problem }, 'audit counts every pod the rules would inject');
+          return found.ok ? found.webhooks : undefined;
+        },
+      })
+    : undefined;
 
   return {
     namespaces,
@@ -147,19 +162,26 @@ function matchConditionsWriter(client: KubeClient, name: string, opts: ClusterOp
   });
 }
 
+export interface AuditLoopOptions {
+  logger: Logger;
+  metrics: Metrics;
+  config: () => CompiledConfig;
+  server: () => ServerFeatures;
+  /** Which pods the API server sends us (undefined: the rules alone decide), asked at each run. */
+  scope: () => Promise<WebhookScope[] | undefined>;
+  /** serve's namespace cache; without it each run lists the namespaces. */
+  namespaceLabels?: (namespace: string) => Readonly<Record<string, string>> | undefined;
+}
+
 /** --audit-interval: the audit in the server, exported as sidecar_injector_pods{state}. */
-function startAuditLoop(client: KubeClient, interval: number, opts: ClusterOptions, namespaces: NamespaceCache, server: () => ServerFeatures): { stop(): void } {
+export function startAuditLoop(client: KubeClient, interval: number, opts: AuditLoopOptions): { stop(): void } {
   const { logger: log, metrics } = opts;
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
   const audit = async () => {
     const started = Date.now();
     try {
-      // The configuration's selectors, read each time: an upgrade may have changed them.
-      const found = await findWebhookScope(client, opts.webhookConfig);
-      if (!found.ok && !found.none) log.warn({ problem: found.problem }, 'audit counts every pod the rules would inject');
-      const scope = found.ok ? found.webhooks : undefined;
-      const report = await runAudit({ client, config: opts.config(), server: server(), namespaceLabels: (ns) => namespaces.labels(ns), scope });
+      const report = await runAudit({ client, config: opts.config(), server: opts.server(), namespaceLabels: opts.namespaceLabels, scope: await opts.scope() });
       metrics.auditResult(report.counts);
       log.info({ ...report.counts, durationMs: Date.now() - started }, 'audit');
     } catch (err) {

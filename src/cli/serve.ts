@@ -23,6 +23,7 @@ import { generateCertificates, writeCertificates } from '../tls/generate.js';
 import { loadTlsPair, type TlsPair } from '../tls/load.js';
 import { durationFlag, intFlag, kubeVersionFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
 import { startCluster, type ClusterFeatures } from './cluster.js';
+import { PolicyStartupError, servePolicy } from './serve-policy.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   config: { type: 'string', env: true, help: 'profiles config file, watched for changes (the built-in example when absent)' },
@@ -41,6 +42,7 @@ export const SERVE_FLAGS: FlagSpecs = {
   events: { type: 'boolean', env: true, help: 'record Kubernetes Events for admissions (default on with a cluster)' },
   'no-events': { type: 'boolean', help: 'do not record Events' },
   'kube-version': { type: 'string', env: true, help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
+  policy: { type: 'string', env: true, help: 'policy mode: keep the MutatingAdmissionPolicies NAME and NAME-namespaces in step with the config (proven on canary pods first); no /mutate, no TLS' },
   'audit-interval': { type: 'string', env: true, help: 'run the audit this often (e.g. 10m) and export sidecar_injector_pods{state}; needs pods list' },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
@@ -93,6 +95,7 @@ export interface ServeOptions {
 /** Build the parts, then start them: settings → config → TLS → cluster → listeners → file watchers. */
 export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOptions): Promise<ServeHandle> {
   const s = readSettings(flags);
+  if (flags.policy !== undefined) return servePolicyMode(s, flags, logger, options);
   const metrics = createMetrics();
   const config = await loadConfig(s, metrics);
   const tls = await loadTls(s, flags['dev-certs'] === true, logger);
@@ -120,6 +123,26 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
         await drain(s, listeners, watchers, cluster, logger);
       })()),
   };
+}
+
+/** --policy NAME: no /mutate and no TLS; the policies kept in step with the config (serve-policy.ts). */
+async function servePolicyMode(s: Settings, flags: ParsedFlags, logger: Logger, options: ServeOptions): Promise<ServeHandle> {
+  const name = flags.policy as string;
+  if (!/^[a-z0-9]([-a-z0-9.]{0,230}[a-z0-9])?$/.test(name)) throw new UsageError(`--policy: "${name}" is not a valid object name`);
+  if (s.caBundleName || s.webhookConfig) throw new UsageError('--policy goes without --patch-ca-bundle and --webhook-config: there is no webhook');
+  try {
+    const h = await servePolicy(
+      { name, configPath: s.configPath, watchConfig: s.watchConfig, metricsPort: s.metricsPort, host: s.host, kubeVersion: s.kubeVersion, auditIntervalMs: s.auditIntervalMs },
+      flags,
+      options.env,
+      logger,
+      options.leanClientNode,
+    );
+    return { port: 0, metricsPort: h.metricsPort, shutdown: h.shutdown };
+  } catch (err) {
+    if (err instanceof PolicyStartupError) throw new StartupError(err.message.split('\n'));
+    throw err;
+  }
 }
 
 /** The flags serve acts on, read and checked once. */

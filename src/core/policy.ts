@@ -33,6 +33,7 @@ import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-no
 import type { CompiledConfig, Profile } from './config.js';
 import type { KubeVersion } from './kube-version.js';
 import { matchConditionsFor, selectorExpression, type MatchCondition } from './match-conditions.js';
+import type { WebhookScope } from './scope.js';
 import type { LabelSelector } from './selector.js';
 
 export interface PolicyObject {
@@ -367,4 +368,18 @@ export function compilePolicy(compiled: CompiledConfig, name: string, version: K
     ok: true,
     objects: [policy(namespaces, []), binding(namespaces, 'In'), policy(name, matchConditionsFor(compiled)), binding(name, 'NotIn')],
   };
+}
+
+/**
+ * Which pods the policies are applied to, as the audit's scope (core/scope.ts): each binding's
+ * namespaceSelector and objectSelector, as the API server applies them (matchConditions are not: they
+ * are derived from the rules, so a pod they keep out that the rules want shows as missed). Pure.
+ */
+export function policyScope(objects: readonly PolicyObject[]): WebhookScope[] {
+  return objects
+    .filter((o) => o.kind === 'MutatingAdmissionPolicyBinding')
+    .map((o) => {
+      const match = (o.spec as { matchResources?: { namespaceSelector?: LabelSelector; objectSelector?: LabelSelector } }).matchResources ?? {};
+      return { name: o.metadata.name, namespaceSelector: match.namespaceSelector, objectSelector: match.objectSelector };
+    });
 }

@@ -17,6 +17,7 @@ export interface Metrics {
   namespaceLookup(result: 'fetched' | 'failed'): void;
   caBundle(result: 'patched' | 'unchanged' | 'failure'): void;
   caTrust(trusted: boolean, cas: number): void;
+  policyWrite(result: 'promoted' | 'unchanged' | 'rejected' | 'failure'): void;
   matchConditions(result: 'patched' | 'unchanged' | 'rejected' | 'unsupported' | 'failure'): void;
   event(result: 'created' | 'updated' | 'dropped' | 'failed'): void;
   auditResult(counts: AuditCounts): void;
@@ -108,6 +109,12 @@ export function createMetrics(): Metrics {
     labelNames: ['result'],
     registers: [registry],
   });
+  const policyWrites = new Counter({
+    name: 'sidecar_injector_policy_writes_total',
+    help: 'serve --policy: policy checks by result: promoted (proven on canary pods, then applied), unchanged, rejected (cannot be compiled, or failed on canary pods: the policies in force stay), failure (retried).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   const events = new Counter({
     name: 'sidecar_injector_events_total',
     help: 'Kubernetes Events, by result: created, updated (aggregated count), dropped (queue full), failed.',
@@ -142,6 +149,7 @@ export function createMetrics(): Metrics {
   for (const r of ['patched', 'unchanged', 'failure']) caBundles.inc({ result: r }, 0);
   for (const r of ['patched', 'unchanged', 'rejected', 'unsupported', 'failure']) matchConditions.inc({ result: r }, 0);
   for (const r of ['created', 'updated', 'dropped', 'failed']) events.inc({ result: r }, 0);
+  for (const r of ['promoted', 'unchanged', 'rejected', 'failure']) policyWrites.inc({ result: r }, 0);
 
   return {
     registry,
@@ -149,6 +157,7 @@ export function createMetrics(): Metrics {
     namespaceWatchRestart: (reason) => watchRestarts.inc({ reason }),
     namespaceLookup: (result) => lookups.inc({ result }),
     caBundle: (result) => caBundles.inc({ result }),
+    policyWrite: (result) => policyWrites.inc({ result }),
     caTrust: (trusted, cas) => {
       if (!registry.getSingleMetric('sidecar_injector_ca_trusted')) {
         registry.registerMetric(caTrusted);

@@ -62,12 +62,15 @@ const ALLOWED: Record<string, string[]> = {
   '/namespaces': ['get', 'list', 'watch'],
   '/events': ['create', 'patch'],
   'admissionregistration.k8s.io/mutatingwebhookconfigurations': ['get', 'patch'],
-  '/pods': ['list'],
   'apps/replicasets': ['get'],
   'batch/jobs': ['get'],
   '/secrets': ['get', 'create', 'patch'],
   // The replicas' Leases (--patch-ca-bundle), in the release namespace only (a Role).
   'coordination.k8s.io/leases': ['create', 'get', 'list', 'update', 'delete'],
+  // Policy mode (--policy): its policies and bindings by name, and canary pods (dry run) in its namespace.
+  'admissionregistration.k8s.io/mutatingadmissionpolicies': ['get', 'patch', 'delete', 'create'],
+  'admissionregistration.k8s.io/mutatingadmissionpolicybindings': ['get', 'patch', 'delete', 'create'],
+  '/pods': ['list', 'create'],
 };
 
 describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
@@ -199,6 +202,41 @@ describe('chart modes', () => {
     expect(role.rules).toEqual([{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], verbs: ['create', 'get', 'list', 'update', 'delete'] }]);
     const binding = docs.find((d) => d.kind === 'RoleBinding' && d.metadata.name === 'sidecar-injector-replicas')!;
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'sidecar-injector', namespace: 'sidecar-injector' }]);
+  });
+
+  it('injection.mode policy: no webhook configuration, Service or certificates; one replica running serve --policy, with RBAC for its own policies and dry-run canary pods', async () => {
+    const docs = renderDocs([valuesFile('policy')]);
+    const kinds = docs.map((d) => d.kind);
+    for (const absent of ['MutatingWebhookConfiguration', 'Service', 'Job', 'Certificate', 'Issuer', 'PodDisruptionBudget']) expect(kinds).not.toContain(absent);
+    expect(docs.some((d) => d.kind === 'Secret' || d.metadata.name.endsWith('-tls'))).toBe(false);
+    const dep = docs.find((d) => d.kind === 'Deployment')! as Doc & { spec: { replicas: number; template: { spec: { containers: { args: string[]; ports: { name: string }[]; volumeMounts: { name: string }[] }[]; volumes: { name: string }[] } } } };
+    expect(dep.spec.replicas).toBe(1);
+    const c = dep.spec.template.spec.containers[0]!;
+    expect(c.args).toContain('--policy=sidecar-injector');
+    expect(c.args.some((a) => a.startsWith('--tls-') || a.startsWith('--patch-ca-bundle') || a.startsWith('--webhook-config') || a.startsWith('--port='))).toBe(false);
+    expect(c.ports.map((p) => p.name)).toEqual(['metrics']);
+    expect(dep.spec.template.spec.volumes.map((v) => v.name)).toEqual(['config']);
+    const rules = [...docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role')].flatMap((r) => r.rules as { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[]);
+    const named = rules.find((r) => r.resources.includes('mutatingadmissionpolicies') && r.verbs.includes('patch'))!;
+    expect(named.resourceNames).toEqual(['sidecar-injector', 'sidecar-injector-namespaces', 'sidecar-injector-candidate']);
+    expect(rules.some((r) => r.resources.includes('mutatingwebhookconfigurations') || r.resources.includes('leases') || r.resources.includes('events'))).toBe(false);
+    const canary = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'sidecar-injector-canary')!;
+    expect(canary.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['create'] }]);
+    for (const doc of docs) {
+      const Model = await modelFor(doc.apiVersion, doc.kind);
+      expect(() => new Model(doc).validate()).not.toThrow();
+      expect({ kind: doc.kind, unknown: unknownFields(doc) }).toEqual({ kind: doc.kind, unknown: [] });
+    }
+    const notes = render([valuesFile('policy')], { notes: true }).stdout;
+    expect(notes).toContain('kubectl get mutatingadmissionpolicy sidecar-injector sidecar-injector-namespaces');
+    expect(notes).not.toContain('mutatingwebhookconfiguration');
+  });
+
+  it('values.schema.json knows injection.mode: webhook or policy', () => {
+    const schema = JSON.parse(readFileSync(join(CHART, 'values.schema.json'), 'utf8')) as object;
+    const validate = new Ajv({ strict: false }).compile(schema);
+    expect(validate({ injection: { mode: 'policy' } })).toBe(true);
+    expect(validate({ injection: { mode: 'policies' } })).toBe(false);
   });
 
   it('secret: mounts the named Secret, no Job, replicas write its CA', () => {

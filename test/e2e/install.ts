@@ -69,12 +69,13 @@ export class Install {
     return found;
   }
 
-  /** Namespace, then every object (hooks first, as Helm does), with kubectl's server-side apply. */
+  /** Namespace (with its default ServiceAccount, as the controllers would make it), then every object (hooks first, as Helm does), with kubectl's server-side apply. */
   apply(): void {
     this.kas.kubectl(['create', 'namespace', NS]);
+    this.kas.kubectl(['-n', NS, 'create', 'serviceaccount', 'default']);
     const hooks = this.docs.filter((d) => d.metadata.annotations?.['helm.sh/hook']);
     const rest = this.docs.filter((d) => !d.metadata.annotations?.['helm.sh/hook']);
-    for (const set of [hooks, rest]) {
+    for (const set of [hooks, rest].filter((x) => x.length > 0)) {
       this.kas.kubectl(['apply', '--server-side', '--field-manager=helm', '-f', '-'], set.map((d) => `---\n${stringify(d)}`).join(''));
     }
   }
@@ -109,12 +110,13 @@ export class Install {
     );
   }
 
-  /** Starts one replica as the Deployment would; resolves when it serves. */
+  /** Starts one replica as the Deployment would; resolves when it serves (webhook) or keeps the policy (policy mode). */
   async startReplica(extraArgs: string[] = []): Promise<Replica> {
     const name = `${RELEASE}-7d9f8c6b5-${Math.random().toString(36).slice(2, 7)}`;
     const dir = join(this.root, name);
     const tls = new MountedVolume(join(dir, 'tls'));
-    tls.update(await this.secretFiles());
+    const policyMode = this.deploymentArgs(dir, 0, 0).some((a) => a.startsWith('--policy='));
+    if (!policyMode) tls.update(await this.secretFiles());
     const config = new MountedVolume(join(dir, 'config'));
     config.update(await this.configFiles());
     const kubeconfig = await this.kas.serviceAccountKubeconfig(NS, RELEASE, dir);
@@ -127,7 +129,7 @@ export class Install {
       POD_NAMESPACE: NS,
       KUBERNETES_SERVICE_HOST: '',
     });
-    await proc.waitForLog((l) => l.msg === 'serving /mutate over HTTPS', 30_000);
+    await proc.waitForLog((l) => l.msg === (policyMode ? 'keeping the admission policy in step with the config' : 'serving /mutate over HTTPS'), 30_000);
     const replica = { name, proc, port, metricsPort, tls, config };
     this.replicas.push(replica);
     return replica;

@@ -45,9 +45,14 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end -}}
 
 {{/* The replicas write the CA into the webhook configuration themselves, except under cert-manager. */}}
+{{/* injection.mode webhook (the default): a MutatingWebhookConfiguration, a Service and certificates. */}}
+{{- define "sidecar-injector.webhook" -}}
+{{- if ne .Values.injection.mode "policy" -}}true{{- end -}}
+{{- end -}}
+
 {{/* The replicas write the caBundle in every TLS mode, unless cert-manager's CA injector is asked to (tls.certManager.injectCa). */}}
 {{- define "sidecar-injector.patchCaBundle" -}}
-{{- if not (and (eq .Values.tls.mode "cert-manager") .Values.tls.certManager.injectCa) -}}true{{- end -}}
+{{- if and (include "sidecar-injector.webhook" .) (not (and (eq .Values.tls.mode "cert-manager") .Values.tls.certManager.injectCa)) -}}true{{- end -}}
 {{- end -}}
 
 {{- define "sidecar-injector.prefix" -}}

@@ -1,0 +1,129 @@
+/**
+ * The chart in policy mode on a real kube-apiserver 1.36 (issue 23): no
+ * webhook configuration; one replica running the Deployment's `serve
+ * --policy` with its ServiceAccount's token (so the chart's RBAC is the real
+ * one) proves each policy on canary pods and applies it; the API server
+ * injects by itself, also with the replica gone. A config it cannot compile,
+ * and a policy that fails on canary pods, leave the policy in force as it
+ * was; `audit` works across modes.
+ */
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { parsePrometheus, sampleValue } from '../helpers/ops.js';
+import { runCli } from '../helpers/process.js';
+import { ApiServer } from './apiserver.js';
+import { Install, NS, RELEASE, type Replica } from './install.js';
+import { createPod, eventually, namespace, pod, type Pod } from './pods.js';
+
+let kas: ApiServer;
+let install: Install;
+let replica: Replica;
+
+const POLICIES = '/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicies';
+const injected = (p: Pod) => !!p.metadata.annotations?.['sidecar-injector.io/status'];
+const metric = async (name: string, labels: Record<string, string>) =>
+  sampleValue(parsePrometheus(await (await fetch(`http://127.0.0.1:${replica.metricsPort}/metrics`)).text()), name, labels);
+const fingerprint = async () => ((await kas.must('GET', `${POLICIES}/${RELEASE}`)).metadata as { annotations: Record<string, string> }).annotations['sidecar-injector.io/compiled'];
+
+/** Changes the chart's ConfigMap and plays kubelet for the replica's config volume. */
+async function setConfig(edit: (yaml: string) => string): Promise<void> {
+  const files = await install.configFiles();
+  const next = { ...files, 'config.yaml': edit(files['config.yaml']!) };
+  await kas.must('PATCH', `/api/v1/namespaces/${NS}/configmaps/${RELEASE}-config`, { data: next }, 'application/merge-patch+json');
+  replica.config.update(next);
+}
+
+beforeAll(async () => {
+  kas = ApiServer.start();
+  install = new Install(kas, { injection: { mode: 'policy' }, audit: { interval: '10s' } });
+  expect(install.docs.some((d) => d.kind === 'MutatingWebhookConfiguration')).toBe(false);
+  install.apply();
+  replica = await install.startReplica();
+  await namespace(kas, 'shop', { 'sidecar-injector.io/injection': 'enabled' });
+  await namespace(kas, 'plain');
+}, 120_000);
+
+afterAll(async () => {
+  await install?.stop();
+  kas?.stop();
+});
+
+describe('policy mode, installed by the chart', () => {
+  it('the replica proves the policy on canary pods, applies it, and the API server injects: by namespace and by annotation; a pod that does not ask is left alone', async () => {
+    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'promoted' })) === 1, 'the policy promoted', 30_000);
+    expect(replica.proc.lines.some((l) => l.msg === 'policy proven on canary pods and in force')).toBe(true);
+    // The candidate is gone; no canary pod was stored.
+    expect((await kas.call('GET', `${POLICIES}/${RELEASE}-candidate`)).status).toBe(404);
+    expect(((await kas.must('GET', `/api/v1/namespaces/${NS}/pods`)).items as unknown[]).length).toBe(0);
+    await eventually(async () => injected(await createPod(kas, pod('shop', `by-namespace-${Date.now()}`))), 'injection in an enabled namespace', 15_000);
+    const asked = await createPod(kas, pod('plain', 'asks', { annotations: { 'sidecar-injector.io/inject': 'true', 'sidecar-injector.io/log-shipper.image': 'cr.fluentbit.io/fluent/fluent-bit:3.3.0' } }));
+    expect(asked.spec.initContainers!.find((c) => c.name === 'log-shipper')).toMatchObject({ restartPolicy: 'Always', image: 'cr.fluentbit.io/fluent/fluent-bit:3.3.0' });
+    expect(injected(await createPod(kas, pod('plain', 'does-not-ask')))).toBe(false);
+  });
+
+  it('a config reload compiles a new policy, proven and applied', async () => {
+    const before = await fingerprint();
+    await setConfig((y) => y.replace('image: cr.fluentbit.io/fluent/fluent-bit:3.2.2', 'image: cr.fluentbit.io/fluent/fluent-bit:3.2.3'));
+    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'promoted' })) === 2, 'the new policy promoted', 30_000);
+    expect(await fingerprint()).not.toBe(before);
+    await eventually(async () => (await createPod(kas, pod('plain', `after-reload-${Date.now()}`, { annotations: { 'sidecar-injector.io/inject': 'true' } }))).spec.initContainers![0]!.image === 'cr.fluentbit.io/fluent/fluent-bit:3.2.3', 'the new image', 15_000);
+  });
+
+  it('a config the policy cannot express is rejected like a bad config: the last good config and policy stay', async () => {
+    const before = await fingerprint();
+    const failures = (await metric('sidecar_injector_config_reloads_total', { result: 'failure' })) ?? 0;
+    await setConfig((y) => `${y.replace('onConflict: skip', '')}\nonConflict: deny\n`);
+    await eventually(async () => (await metric('sidecar_injector_config_reloads_total', { result: 'failure' })) === failures + 1, 'the reload rejected', 15_000);
+    expect(replica.proc.lines.some((l) => l.msg === 'config reload rejected; keeping the last good config and policy' && JSON.stringify(l.errors).includes('onConflict: deny'))).toBe(true);
+    expect(await fingerprint()).toBe(before);
+  });
+
+  it('a policy that fails on canary pods is not promoted: the one in force stays, and the failure is counted', async () => {
+    // Stand-in for a policy the API server accepts but fails at admission: every canary pod is refused.
+    kas.kubectl(['apply', '-f', '-'], JSON.stringify({
+      apiVersion: 'v1',
+      kind: 'List',
+      items: [
+        {
+          apiVersion: 'admissionregistration.k8s.io/v1',
+          kind: 'ValidatingAdmissionPolicy',
+          metadata: { name: 'refuse-canaries' },
+          spec: { failurePolicy: 'Fail', matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] }, validations: [{ expression: '!has(object.metadata.labels) || !("sidecar-injector.io/canary" in object.metadata.labels)', message: 'no canaries here' }] },
+        },
+        { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: 'refuse-canaries' }, spec: { policyName: 'refuse-canaries', validationActions: ['Deny'] } },
+      ],
+    }));
+    const before = await fingerprint();
+    const rejected = (await metric('sidecar_injector_policy_writes_total', { result: 'rejected' })) ?? 0;
+    await setConfig((y) => y.replace('onConflict: deny', 'onConflict: skip').replace('image: cr.fluentbit.io/fluent/fluent-bit:3.2.3', 'image: cr.fluentbit.io/fluent/fluent-bit:3.2.4'));
+    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'rejected' })) === rejected + 1, 'the candidate rejected', 60_000);
+    expect(await fingerprint()).toBe(before);
+    expect(replica.proc.lines.some((l) => l.msg === 'the new policy failed on canary pods; the policies in force stay' && String(l.problem).includes('no canaries here'))).toBe(true);
+    expect((await kas.call('GET', `${POLICIES}/${RELEASE}-candidate`)).status).toBe(404);
+    kas.kubectl(['delete', 'validatingadmissionpolicybinding,validatingadmissionpolicy', 'refuse-canaries']);
+  }, 90_000);
+
+  it('audit works across modes: the in-server audit judges by the policy in force, and counts the pods it injected', async () => {
+    // The config of the last test was never promoted: the audit still judges by the policy in force.
+    const promoted = (await metric('sidecar_injector_policy_writes_total', { result: 'promoted' }))!;
+    await setConfig((y) => y.replace('image: cr.fluentbit.io/fluent/fluent-bit:3.2.4', 'image: cr.fluentbit.io/fluent/fluent-bit:3.2.5'));
+    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'promoted' })) === promoted + 1, 'the policy promoted', 30_000);
+    // The API server loads the new policy a moment after it is written: wait for a pod it injected.
+    await eventually(async () => (await createPod(kas, pod('plain', `audited-${Date.now()}`, { annotations: { 'sidecar-injector.io/inject': 'true' } }))).spec.initContainers?.[0]?.image === 'cr.fluentbit.io/fluent/fluent-bit:3.2.5', 'the new policy injecting', 15_000);
+    await eventually(async () => ((await metric('sidecar_injector_pods', { state: 'injected' })) ?? 0) >= 1, 'injected pods counted', 40_000);
+    const r = await runCli(['audit', '-n', 'plain', '-o', 'json', '--kubeconfig', kas.kubeconfig]);
+    const body = JSON.parse(r.stdout) as { counts: { injected: number; stale: number } };
+    expect(body.counts.injected).toBeGreaterThanOrEqual(1);
+    expect(body.counts.stale).toBeGreaterThanOrEqual(1); // injected under earlier policies
+  }, 120_000);
+
+  it('with the replica gone, injection goes on with the last policy written; a new replica finds it in place and writes nothing', async () => {
+    replica.proc.child.kill('SIGTERM');
+    await replica.proc.exited;
+    expect(injected(await createPod(kas, pod('plain', 'while-down', { annotations: { 'sidecar-injector.io/inject': 'true' } })))).toBe(true);
+    const before = await fingerprint();
+    replica = await install.startReplica();
+    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'unchanged' })) === 1, 'the policy found in place', 30_000);
+    expect(await metric('sidecar_injector_policy_writes_total', { result: 'promoted' })).toBe(0);
+    expect(await fingerprint()).toBe(before);
+  }, 60_000);
+});
