@@ -43,6 +43,9 @@ export interface PolicyObject {
   spec: Record<string, unknown>;
 }
 
+/** The label on everything `policy` compiles, by which `audit` finds the bindings in policy mode. */
+export const POLICY_SELECTOR = 'app.kubernetes.io/managed-by=sidecar-injector';
+
 export type PolicyResult = { ok: true; objects: PolicyObject[] } | { ok: false; problems: string[] };
 
 /** A CEL string literal (JSON's escapes are CEL's). */

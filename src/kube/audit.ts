@@ -9,6 +9,7 @@ import type { CompiledConfig } from '../core/config.js';
 import type { ServerFeatures } from '../core/inject.js';
 import { sentToWebhook, type WebhookScope } from '../core/scope.js';
 import { nextPod } from '../core/pod-diff.js';
+import { POLICY_SELECTOR, policyScope, type PolicyObject } from '../core/policy.js';
 import type { V1Pod } from '@kubernetes/client-node';
 import { KubeError, type KubeClient } from './client.js';
 import { forEachPage } from './list.js';
@@ -140,7 +141,21 @@ const MWC = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations
 
 export type ScopeLookup = { ok: true; webhooks: WebhookScope[]; source: string } | { ok: false; none: true; reason?: string } | { ok: false; none: false; problem: string };
 
-/** The webhook configuration by name, else the one labelled by the chart; none found is an answer, not an error. */
+/** Policy mode: the bindings of the policies `policy` compiled (they carry our managed-by label), as the API server applies them. */
+async function findPolicyScope(client: KubeClient): Promise<ScopeLookup> {
+  const bindings: PolicyObject[] = [];
+  try {
+    await forEachPage<PolicyObject>(client, `/apis/admissionregistration.k8s.io/v1/mutatingadmissionpolicybindings?labelSelector=${encodeURIComponent(POLICY_SELECTOR)}`, 100, (page) => {
+      for (const b of page.items ?? []) bindings.push({ ...b, kind: 'MutatingAdmissionPolicyBinding' });
+    });
+  } catch {
+    return { ok: false, none: true }; // an API server without policies, or no right to list them: the rules decide
+  }
+  if (bindings.length === 0) return { ok: false, none: true };
+  return { ok: true, webhooks: policyScope(bindings), source: `MutatingAdmissionPolicyBindings ${bindings.map((b) => b.metadata.name).join(', ')}` };
+}
+
+/** The webhook configuration by name, else the one labelled by the chart, else the bindings of our policies; none found is an answer, not an error. */
 export async function findWebhookScope(client: KubeClient, name: string | undefined): Promise<ScopeLookup> {
   const scopeOf = (mwc: { metadata?: { name?: string }; webhooks?: WebhookScope[] }) => ({
     ok: true as const,
@@ -154,7 +169,7 @@ export async function findWebhookScope(client: KubeClient, name: string | undefi
       found.push(...(page.items ?? []));
     });
     if (found.length > 1) return { ok: false, none: false, problem: `several MutatingWebhookConfigurations labelled ${WEBHOOK_CONFIG_SELECTOR} (${found.map((f) => f.metadata?.name).join(', ')}): pick one with --webhook-config` };
-    return found[0] ? scopeOf(found[0]) : { ok: false, none: true };
+    return found[0] ? scopeOf(found[0]) : await findPolicyScope(client);
   } catch (err) {
     if (name && err instanceof KubeError && err.status === 404) return { ok: false, none: false, problem: `MutatingWebhookConfiguration ${name} not found` };
     // Looking for the chart's without being allowed to list them (a person's own credentials): as if none were found.

@@ -111,6 +111,8 @@ describe('policy mode, installed by the chart', () => {
     await eventually(async () => (await createPod(kas, pod('plain', `audited-${Date.now()}`, { annotations: { 'sidecar-injector.io/inject': 'true' } }))).spec.initContainers?.[0]?.image === 'cr.fluentbit.io/fluent/fluent-bit:3.2.5', 'the new policy injecting', 15_000);
     await eventually(async () => ((await metric('sidecar_injector_pods', { state: 'injected' })) ?? 0) >= 1, 'injected pods counted', 40_000);
     const r = await runCli(['audit', '-n', 'plain', '-o', 'json', '--kubeconfig', kas.kubeconfig]);
+    // Scoped as the API server applies the policies: by their bindings.
+    expect(r.stderr).toContain('scope: MutatingAdmissionPolicyBindings sidecar-injector, sidecar-injector-namespaces (2 webhooks)');
     const body = JSON.parse(r.stdout) as { counts: { injected: number; stale: number } };
     expect(body.counts.injected).toBeGreaterThanOrEqual(1);
     expect(body.counts.stale).toBeGreaterThanOrEqual(1); // injected under earlier policies
