@@ -1,5 +1,5 @@
 /**
- * Policy mode (SPEC 7; issue 23, first part): the config compiled into
+ * Policy mode (SPEC 7): the config compiled into
  * MutatingAdmissionPolicies that the API server applies in-process, giving
  * the pods the webhook gives. Pure: config in, objects out, same bytes for
  * the same config.
@@ -24,10 +24,11 @@
  * Per-pod overrides are variables that judge each annotation as overrides.ts
  * does (the image's registry at a path boundary, quantities by quantity.ts's
  * grammar and the Kubernetes quantity library, requests against the final
- * limits). What this release does not compile is refused with its config
- * path, never dropped: `onConflict: deny` (it needs a
- * ValidatingAdmissionPolicy, not built yet), and resource overrides where the
- * profile does not set both requests and limits of cpu and memory.
+ * limits). What the webhook refuses or warns about is a
+ * ValidatingAdmissionPolicy over the same variables. What this release does
+ * not compile is refused with its config path, never dropped: resource
+ * overrides where the profile does not set both requests and limits of cpu
+ * and memory.
  */
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import type { CompiledConfig, Profile } from './config.js';
@@ -100,10 +101,8 @@ function partsOf(p: Profile): ProfileParts {
 
 /** What this release refuses, each with its config path and why. */
 function refusals(compiled: CompiledConfig): string[] {
-  const { config } = compiled;
   const out: string[] = [];
-  if (config.onConflict === 'deny') out.push('onConflict: deny: refusing a pod needs a ValidatingAdmissionPolicy, which policy mode does not compile yet (use skip, or the webhook)');
-  for (const [name, p] of Object.entries(config.profiles)) {
+  for (const [name, p] of Object.entries(compiled.config.profiles)) {
     if (!p.overrides.resources) continue;
     for (const [list, containers] of [['initContainers', p.initContainers], ['containers', p.containers]] as const) {
       containers.forEach((c, i) => {
@@ -369,8 +368,75 @@ export function compilePolicy(compiled: CompiledConfig, name: string, version: K
   const namespaces = `${name}-namespaces`;
   return {
     ok: true,
-    objects: [policy(namespaces, []), binding(namespaces, 'In'), policy(name, matchConditionsFor(compiled)), binding(name, 'NotIn')],
+    objects: [
+      policy(namespaces, []),
+      binding(namespaces, 'In'),
+      policy(name, matchConditionsFor(compiled)),
+      binding(name, 'NotIn'),
+      ...validatingObjects(compiled, name, variables, labels, objectSelector),
+    ],
   };
+}
+
+const CONFLICT = 'a container name, port, volume or mount path the sidecars bring is already in the pod';
+
+/**
+ * What the webhook refuses or warns about, as ValidatingAdmissionPolicies over the same variables: they see
+ * the pod after the mutation, which a pod injected carries the status annotation of, so they judge only the
+ * pods the mutation left alone. `NAME-deny` (onConflict: deny; Invalid, as a policy cannot answer 409) and
+ * `NAME-warn` (the warnings the webhook gives a pod that asked; kept to pods with a wish by matchConditions).
+ */
+function validatingObjects(compiled: CompiledConfig, name: string, variables: { name: string; expression: string }[], labels: Record<string, string>, objectSelector: LabelSelector | undefined): PolicyObject[] {
+  const { config, keys } = compiled;
+  const apiVersion = 'admissionregistration.k8s.io/v1';
+  const vap = (policyName: string, validations: Record<string, string>[], conditions: MatchCondition[]): PolicyObject => ({
+    apiVersion,
+    kind: 'ValidatingAdmissionPolicy',
+    metadata: { name: policyName, labels },
+    spec: {
+      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] },
+      ...(conditions.length > 0 ? { matchConditions: conditions } : {}),
+      failurePolicy: 'Fail',
+      variables,
+      validations,
+    },
+  });
+  const binding = (policyName: string, action: 'Deny' | 'Warn'): PolicyObject => ({
+    apiVersion,
+    kind: 'ValidatingAdmissionPolicyBinding',
+    metadata: { name: policyName, labels },
+    spec: {
+      policyName,
+      validationActions: [action],
+      matchResources: {
+        namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...compiled.excludedNamespaces].sort() }] },
+        ...(objectSelector ? { objectSelector } : {}),
+      },
+    },
+  });
+  const injectable = `size(variables.profiles) > 0 && !(${str(keys.status)} in variables.annotations)`;
+  const out: PolicyObject[] = [];
+  if (config.onConflict === 'deny') {
+    const deny = `${name}-deny`;
+    out.push(vap(deny, [{ expression: `!(${injectable} && variables.conflict)`, message: `sidecar injection denied: ${CONFLICT} (onConflict: deny)`, reason: 'Invalid' }], []), binding(deny, 'Deny'));
+  }
+  const known = `[${Object.keys(config.profiles).map(str).join(', ')}]`;
+  const warnings: Record<string, string>[] = [
+    {
+      expression: `!(variables.hasWish && !variables.wishTrue && !variables.wishFalse && variables.raw.split(",").map(n, n.trim()).exists(n, n != "" && !(n in ${known})))`,
+      message: 'unknown sidecar profile ignored',
+    },
+    {
+      expression: `!((variables.wishTrue || size(variables.asked) > 0) && !(${str(keys.status)} in variables.annotations) && (size(variables.profiles) == 0 || variables.conflict))`,
+      message: `sidecar injection skipped: the rules or a conflict leave this pod without sidecars`,
+    },
+  ];
+  if (!config.allowPodOptOut) warnings.push({ expression: '!variables.wishFalse', message: `${keys.inject}=false ignored: pods may not opt out here (allowPodOptOut: false)` });
+  const inject = str(keys.inject);
+  const wish = { name: 'sidecar-injector-wish', expression: `(has(object.metadata.labels) && ${inject} in object.metadata.labels) || (has(object.metadata.annotations) && ${inject} in object.metadata.annotations)` };
+  const warn = `${name}-warn`;
+  out.push(vap(warn, warnings, [wish]), binding(warn, 'Warn'));
+  return out;
 }
 
 /**

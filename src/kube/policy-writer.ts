@@ -32,7 +32,13 @@ export const CANARY_LABEL = 'sidecar-injector.io/canary';
 const FINGERPRINT = 'sidecar-injector.io/compiled';
 const FIELD_MANAGER = 'sidecar-injector';
 
-const plural = (kind: string) => (kind === 'MutatingAdmissionPolicy' ? 'mutatingadmissionpolicies' : 'mutatingadmissionpolicybindings');
+const PLURALS: Record<string, string> = {
+  MutatingAdmissionPolicy: 'mutatingadmissionpolicies',
+  MutatingAdmissionPolicyBinding: 'mutatingadmissionpolicybindings',
+  ValidatingAdmissionPolicy: 'validatingadmissionpolicies',
+  ValidatingAdmissionPolicyBinding: 'validatingadmissionpolicybindings',
+};
+const plural = (kind: string) => PLURALS[kind] ?? `${kind.toLowerCase()}s`;
 const pathOf = (o: { apiVersion: string; kind: string; metadata: { name: string } }) => `/apis/${o.apiVersion}/${plural(o.kind)}/${encodeURIComponent(o.metadata.name)}`;
 
 /** The objects as serve writes them: fingerprinted, the real bindings leaving canary pods out. Pure. */
@@ -49,6 +55,17 @@ export function managedObjects(objects: PolicyObject[]): { fingerprint: string; 
     return copy;
   });
   return { fingerprint, objects: out };
+}
+
+/** The optional objects a config may or may not compile to (NAME-deny), as they would be written: those absent from `objects`. Pure. */
+export function leftovers(name: string, objects: readonly PolicyObject[]): PolicyObject[] {
+  const optional: PolicyObject[] = ['ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicy'].map((kind) => ({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind,
+    metadata: { name: `${name}-deny`, labels: {} },
+    spec: {},
+  }));
+  return optional.filter((o) => !objects.some((x) => x.kind === o.kind && x.metadata.name === o.metadata.name));
 }
 
 /** The candidate: the policy for enabled namespaces (no matchConditions: every probe reaches the mutation), bound to canary pods only. Pure. */
@@ -194,7 +211,9 @@ export class PolicyWriter {
       return 'rejected';
     }
     // Bindings after their policies, so a binding never names a policy that is not there.
-    for (const o of [...policies, ...objects.filter((x) => x.kind !== 'MutatingAdmissionPolicy')]) await this.apply(o);
+    for (const o of [...objects.filter((x) => !x.kind.endsWith('Binding')), ...objects.filter((x) => x.kind.endsWith('Binding'))]) await this.apply(o);
+    // What the config no longer asks for goes (the refusal of onConflict: deny after a change to skip), bindings first.
+    for (const o of leftovers(this.opts.name, objects)) await this.remove(o);
     this.promoted = compiled;
     this.log.info({ revision: compiled.revision, fingerprint, objects: objects.map((o) => o.metadata.name) }, 'policy proven on canary pods and in force');
     return 'promoted';

@@ -70,6 +70,8 @@ const ALLOWED: Record<string, string[]> = {
   // Policy mode (--policy): its policies and bindings by name, and canary pods (dry run) in its namespace.
   'admissionregistration.k8s.io/mutatingadmissionpolicies': ['get', 'patch', 'delete', 'create'],
   'admissionregistration.k8s.io/mutatingadmissionpolicybindings': ['get', 'patch', 'delete', 'create'],
+  'admissionregistration.k8s.io/validatingadmissionpolicies': ['get', 'patch', 'delete', 'create'],
+  'admissionregistration.k8s.io/validatingadmissionpolicybindings': ['get', 'patch', 'delete', 'create'],
   '/pods': ['list', 'create'],
 };
 

@@ -26,9 +26,10 @@ function objects(yaml = POLICY_YAML, name = 'sidecar-injector'): PolicyObject[] 
   return r.objects;
 }
 
-type PolicySpec = { matchConditions?: { name: string; expression: string }[]; variables: { name: string; expression: string }[]; mutations: { jsonPatch: { expression: string } }[]; reinvocationPolicy: string; failurePolicy: string };
+type PolicySpec = { matchConditions?: { name: string; expression: string }[]; variables: { name: string; expression: string }[]; mutations: { jsonPatch: { expression: string } }[]; validations?: { expression: string }[]; reinvocationPolicy: string; failurePolicy: string };
 const specOf = (o: PolicyObject) => o.spec as unknown as PolicySpec;
-const expressions = (o: PolicyObject) => [...(specOf(o).matchConditions ?? []), ...specOf(o).variables, ...specOf(o).mutations.map((m) => m.jsonPatch)].map((x) => x.expression);
+const expressions = (o: PolicyObject) =>
+  [...(specOf(o).matchConditions ?? []), ...specOf(o).variables, ...(specOf(o).mutations ?? []).map((m) => m.jsonPatch), ...(specOf(o).validations ?? [])].map((x) => x.expression);
 
 describe('compilePolicy', () => {
   it('two policies and their bindings, split by the namespace label like the chart\'s webhook; matchConditions only where the namespace cannot inject', () => {
@@ -38,9 +39,14 @@ describe('compilePolicy', () => {
       'MutatingAdmissionPolicyBinding sidecar-injector-namespaces',
       'MutatingAdmissionPolicy sidecar-injector',
       'MutatingAdmissionPolicyBinding sidecar-injector',
+      'ValidatingAdmissionPolicy sidecar-injector-warn',
+      'ValidatingAdmissionPolicyBinding sidecar-injector-warn',
     ]);
     expect(objs.every((o) => o.apiVersion === 'admissionregistration.k8s.io/v1')).toBe(true);
-    const [enabled, enabledBinding, other, otherBinding] = objs as [PolicyObject, PolicyObject, PolicyObject, PolicyObject];
+    const [enabled, enabledBinding, other, otherBinding, warn, warnBinding] = objs as [PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject];
+    // The warnings the webhook gives a pod that asked: only pods with a wish are even looked at.
+    expect((warn.spec as { matchConditions: { name: string }[] }).matchConditions.map((c) => c.name)).toEqual(['sidecar-injector-wish']);
+    expect((warnBinding.spec as { validationActions: string[] }).validationActions).toEqual(['Warn']);
     expect(specOf(enabled).matchConditions).toBeUndefined();
     expect(specOf(other).matchConditions).toEqual(matchConditionsFor(config));
     const selector = (b: PolicyObject) => (b.spec as { matchResources: { namespaceSelector: { matchExpressions: { key: string; operator: string }[] } } }).matchResources.namespaceSelector.matchExpressions;
@@ -58,7 +64,7 @@ describe('compilePolicy', () => {
 
   it('every expression is CEL a parser accepts', () => {
     for (const yaml of [POLICY_YAML, TEST_CONFIG_YAML]) {
-      for (const o of objects(yaml).filter((x) => x.kind === 'MutatingAdmissionPolicy')) for (const e of expressions(o)) expect(() => parse(e)).not.toThrow();
+      for (const o of objects(yaml).filter((x) => x.kind.endsWith('Policy'))) for (const e of expressions(o)) expect(() => parse(e)).not.toThrow();
     }
   });
 
@@ -85,9 +91,18 @@ describe('compilePolicy', () => {
     expect(() => parse(celValue({ a: [1, 'x', { b: null }], 'c/d~e': 1.5 }))).not.toThrow();
   });
 
+  it('onConflict: deny is a ValidatingAdmissionPolicy that refuses a pod the mutation left alone for a conflict', () => {
+    const deny = objects(`${POLICY_YAML}\nonConflict: deny\n`);
+    const vap = deny.find((o) => o.metadata.name === 'sidecar-injector-deny' && o.kind === 'ValidatingAdmissionPolicy')!;
+    expect((vap.spec as { validations: { expression: string; reason: string }[] }).validations).toEqual([
+      expect.objectContaining({ expression: '!(size(variables.profiles) > 0 && !("sidecar-injector.io/status" in variables.annotations) && variables.conflict)', reason: 'Invalid' }),
+    ]);
+    expect(deny.find((o) => o.metadata.name === 'sidecar-injector-deny' && o.kind === 'ValidatingAdmissionPolicyBinding')!.spec).toMatchObject({ validationActions: ['Deny'] });
+    expect(objects().some((o) => o.metadata.name === 'sidecar-injector-deny')).toBe(false);
+    for (const o of deny.filter((x) => x.kind.endsWith('Policy'))) for (const e of expressions(o)) expect(() => parse(e)).not.toThrow();
+  });
+
   it('refuses, with the config path and why, what it does not compile yet; never drops it', () => {
-    const r = compilePolicy(compile(`${TEST_CONFIG_YAML}\nonConflict: deny\n`), 'x', V136);
-    expect(r.ok ? [] : r.problems.map((p) => p.split(':')[0])).toEqual(['onConflict']);
     const partial = compilePolicy(
       compile(`
 defaultProfiles: [a]
@@ -135,19 +150,19 @@ describe('sidecar-injector policy', () => {
     (await import('node:fs')).writeFileSync(file, POLICY_YAML);
     const yaml = await runCli(['policy', '--config', file]);
     expect(yaml.code).toBe(0);
-    expect(yaml.stdout.match(/^kind: /gm)).toHaveLength(4);
+    expect(yaml.stdout.match(/^kind: /gm)).toHaveLength(6);
     const json = await runCli(['policy', '--config', file, '-o', 'json', '--name', 'logs', '--kube-version', '1.35']);
     const list = JSON.parse(json.stdout) as { kind: string; items: PolicyObject[] };
     expect(list.kind).toBe('List');
-    expect(list.items.map((o) => o.metadata.name)).toEqual(['logs-namespaces', 'logs-namespaces', 'logs', 'logs']);
+    expect(list.items.map((o) => o.metadata.name)).toEqual(['logs-namespaces', 'logs-namespaces', 'logs', 'logs', 'logs-warn', 'logs-warn']);
     expect(list.items[0]!.apiVersion).toBe('admissionregistration.k8s.io/v1beta1');
     const example = await runCli(['policy', '--config', 'config/example.yaml']);
     expect(example.code).toBe(0);
-    (await import('node:fs')).writeFileSync(`${dir}/deny.yaml`, `${POLICY_YAML}\nonConflict: deny\n`);
-    const deny = await runCli(['policy', '--config', `${dir}/deny.yaml`]);
-    expect(deny.code).toBe(1);
-    expect(deny.stdout).toBe('');
-    expect(deny.stderr).toBe('sidecar-injector policy: onConflict: deny: refusing a pod needs a ValidatingAdmissionPolicy, which policy mode does not compile yet (use skip, or the webhook)\n');
+    (await import('node:fs')).writeFileSync(`${dir}/partial.yaml`, 'defaultProfiles: [a]\nprofiles:\n  a:\n    containers: [{ name: a, image: a }]\n    overrides: { resources: true }\n');
+    const refused = await runCli(['policy', '--config', `${dir}/partial.yaml`]);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toBe('');
+    expect(refused.stderr).toBe('sidecar-injector policy: profiles.a.containers[0].resources: per-pod resource overrides compile only where the profile sets cpu and memory requests and limits (set them, or use the webhook)\n');
     const old = await runCli(['policy', '--config', file, '--kube-version', '1.30']);
     expect(old.code).toBe(1);
     expect(old.stderr).toContain('needs Kubernetes 1.34 or later');

@@ -18,6 +18,8 @@ const TOOLKIT = fileURLToPath(new URL('../../../shared/tools/kube-apiserver/', i
 export interface Answer {
   status: number;
   body: Record<string, unknown>;
+  /** The API server's `Warning` headers (admission warnings among them). */
+  warnings: string[];
 }
 
 export class ApiServer {
@@ -102,7 +104,9 @@ export class ApiServer {
             } catch {
               parsed = { text };
             }
-            resolve({ status: res.statusCode ?? 0, body: parsed });
+            const header = res.headers.warning;
+            const warnings = (Array.isArray(header) ? header : header ? [header] : []).map((w) => w.replace(/^\d+ - "?|"?$/g, ''));
+            resolve({ status: res.statusCode ?? 0, body: parsed, warnings });
           });
         },
       );

@@ -71,11 +71,30 @@ describe('policy mode, installed by the chart', () => {
   it('a config the policy cannot express is rejected like a bad config: the last good config and policy stay', async () => {
     const before = await fingerprint();
     const failures = (await metric('sidecar_injector_config_reloads_total', { result: 'failure' })) ?? 0;
-    await setConfig((y) => `${y.replace('onConflict: skip', '')}\nonConflict: deny\n`);
+    // Resource overrides on a container without requests and limits: a map key CEL cannot leave out.
+    await setConfig((y) => y.replace('profiles:\n', 'profiles:\n  bare:\n    containers: [{ name: bare, image: registry.example.com/bare:1 }]\n    overrides: { resources: true }\n'));
     await eventually(async () => (await metric('sidecar_injector_config_reloads_total', { result: 'failure' })) === failures + 1, 'the reload rejected', 15_000);
-    expect(replica.proc.lines.some((l) => l.msg === 'config reload rejected; keeping the last good config and policy' && JSON.stringify(l.errors).includes('onConflict: deny'))).toBe(true);
+    expect(replica.proc.lines.some((l) => l.msg === 'config reload rejected; keeping the last good config and policy' && JSON.stringify(l.errors).includes('profiles.bare.containers[0].resources'))).toBe(true);
     expect(await fingerprint()).toBe(before);
+    await setConfig((y) => y.replace('  bare:\n    containers: [{ name: bare, image: registry.example.com/bare:1 }]\n    overrides: { resources: true }\n', ''));
   });
+
+  it('onConflict: deny refuses a conflicting pod, and a pod that asks is warned as the webhook warns it (ValidatingAdmissionPolicies)', async () => {
+    const promoted = (await metric('sidecar_injector_policy_writes_total', { result: 'promoted' }))!;
+    await setConfig((y) => y.replace('onConflict: skip', 'onConflict: deny'));
+    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'promoted' })) === promoted + 1, 'the deny policy promoted', 30_000);
+    const conflicting = pod('plain', `conflict-${Date.now()}`, { annotations: { 'sidecar-injector.io/inject': 'true' } });
+    conflicting.spec.containers.push({ name: 'log-shipper', image: 'mine:1' });
+    await eventually(async () => {
+      const a = await kas.call('POST', '/api/v1/namespaces/plain/pods', { ...conflicting, metadata: { ...conflicting.metadata, name: `conflict-${Date.now()}` } });
+      return a.status === 422 && String(a.body.message).includes('sidecar injection denied');
+    }, 'the conflicting pod refused', 15_000);
+    const unknown = await kas.call('POST', '/api/v1/namespaces/plain/pods', pod('plain', `unknown-${Date.now()}`, { annotations: { 'sidecar-injector.io/inject': 'nope' } }));
+    expect(unknown.status).toBe(201);
+    expect(unknown.warnings.some((w) => w.includes('unknown sidecar profile ignored'))).toBe(true);
+    await setConfig((y) => y.replace('onConflict: deny', 'onConflict: skip'));
+    await eventually(async () => (await kas.call('GET', '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies/sidecar-injector-deny')).status === 404, 'the deny policy removed with the config that asked for it', 30_000);
+  }, 90_000);
 
   it('a policy that fails on canary pods is not promoted: the one in force stays, and the failure is counted', async () => {
     // Stand-in for a policy the API server accepts but fails at admission: every canary pod is refused.
@@ -94,7 +113,7 @@ describe('policy mode, installed by the chart', () => {
     }));
     const before = await fingerprint();
     const rejected = (await metric('sidecar_injector_policy_writes_total', { result: 'rejected' })) ?? 0;
-    await setConfig((y) => y.replace('onConflict: deny', 'onConflict: skip').replace('image: cr.fluentbit.io/fluent/fluent-bit:3.2.3', 'image: cr.fluentbit.io/fluent/fluent-bit:3.2.4'));
+    await setConfig((y) => y.replace('image: cr.fluentbit.io/fluent/fluent-bit:3.2.3', 'image: cr.fluentbit.io/fluent/fluent-bit:3.2.4'));
     await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'rejected' })) === rejected + 1, 'the candidate rejected', 60_000);
     expect(await fingerprint()).toBe(before);
     expect(replica.proc.lines.some((l) => l.msg === 'the new policy failed on canary pods; the policies in force stay' && String(l.problem).includes('no canaries here'))).toBe(true);
