@@ -351,7 +351,7 @@ export function compilePolicy(compiled: CompiledConfig, name: string, version: K
     kind: 'MutatingAdmissionPolicy',
     metadata: { name: policyName, labels },
     spec: {
-      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] },
+      matchConstraints: POD_CREATE,
       ...(conditions.length > 0 ? { matchConditions: conditions } : {}),
       failurePolicy: 'Fail',
       reinvocationPolicy: 'IfNeeded',
@@ -378,6 +378,9 @@ export function compilePolicy(compiled: CompiledConfig, name: string, version: K
   };
 }
 
+/** Every policy here is about pods being created. */
+const POD_CREATE = { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] };
+
 const CONFLICT = 'a container name, port, volume or mount path the sidecars bring is already in the pod';
 
 /**
@@ -394,7 +397,7 @@ function validatingObjects(compiled: CompiledConfig, name: string, variables: { 
     kind: 'ValidatingAdmissionPolicy',
     metadata: { name: policyName, labels },
     spec: {
-      matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] },
+      matchConstraints: POD_CREATE,
       ...(conditions.length > 0 ? { matchConditions: conditions } : {}),
       failurePolicy: 'Fail',
       variables,
