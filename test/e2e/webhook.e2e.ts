@@ -201,7 +201,7 @@ describe('native sidecars, Events, one-entry configurations', () => {
     // A replica keeping this configuration's conditions, as `serve --webhook-config one-entry` would.
     const third = await install.startReplica(['--webhook-config=one-entry']);
     await eventually(async () => ((await mwcHooks('one-entry'))[0]!.matchConditions ?? []).length === 0, 'the conditions removed', 15_000);
-    expect(third.proc.lines.some((l) => String(l.msg).includes('split it in two'))).toBe(true);
+    await third.proc.waitForLog((l) => String(l.msg).includes('split it in two'));
     // Five pods that do not ask, in a namespace labelled enabled that only this configuration selects for them.
     await namespace(kas, 'e2e-one-entry', { 'e2e-one-entry': 'yes', 'sidecar-injector.io/injection': 'enabled' });
     for (let i = 0; i < 5; i++) expect(injected(await createPod(kas, pod('e2e-one-entry', `one-entry-${i}`)))).toBe(true);

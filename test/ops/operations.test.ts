@@ -238,7 +238,8 @@ describe('graceful shutdown', () => {
     expect((await call(s, '/readyz')).status).toBe(503);
 
     await s.proc.waitForLog((l) => l.msg === 'no longer accepting; draining in-flight requests');
-    await expect(call(s, '/healthz')).rejects.toThrow(/ECONNREFUSED|ECONNRESET|socket hang up/);
+    // Refused, however it surfaces: a connection that reached the closing listener's backlog is dropped mid-handshake.
+    await expect(call(s, '/healthz')).rejects.toThrow(/ECONNREFUSED|ECONNRESET|socket hang up|socket disconnected before secure TLS connection/);
 
     for (const r of inflight) r.sendRest();
     for (const r of inflight) {
