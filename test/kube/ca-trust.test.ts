@@ -366,3 +366,32 @@ describe('three replicas converge (fast-check over orders and timings)', () => {
     );
   }, 120_000);
 });
+
+describe('replica Leases on the fake API server (create, get, update with conflicts, delete)', () => {
+  it('a Lease left by an earlier run of the same pod is taken over; an update on a stale copy conflicts, is read again and retried', async () => {
+    const f = await cluster();
+    const identity = { name: 'restarted', namespace: NS };
+    const first = new ReplicaLease({ client, identity, webhookConfiguration: NAME, durationSeconds: 15 });
+    await first.publish({ serving: ['A'], trusted: ['A'] });
+    // The container restarts in the same pod: a new process, the same name; its create is 409 AlreadyExists.
+    const second = new ReplicaLease({ client, identity, webhookConfiguration: NAME, durationSeconds: 15 });
+    await second.publish({ serving: ['B'], trusted: ['B'] });
+    const stored = () => f.get('leases', `${NS}/restarted`) as { metadata: { annotations: Record<string, string> } };
+    expect(stored().metadata.annotations[SERVING_ANNOTATION]).toBe('B');
+    // The first one's copy is stale now: its update is 409 Conflict, then it reads and retries.
+    await first.publish({ serving: ['C'], trusted: ['C'] });
+    expect(stored().metadata.annotations[SERVING_ANNOTATION]).toBe('C');
+    const conflicts = f.requests.filter((r) => r.path.endsWith('/leases') || r.path.endsWith('/leases/restarted'));
+    expect(conflicts.map((r) => r.method)).toEqual(['POST', 'POST', 'GET', 'PUT', 'PUT', 'GET', 'PUT']);
+    await first.release();
+    expect(f.get('leases', `${NS}/restarted`)).toBeUndefined();
+  });
+
+  it('the fake validates a Lease as the API server does: a MicroTime renewTime and a positive duration', async () => {
+    await cluster();
+    const bad = await client.request('POST', `/apis/coordination.k8s.io/v1/namespaces/${NS}/leases`, {
+      body: { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: 'x' }, spec: { leaseDurationSeconds: 0, renewTime: '2026-11-30T08:00:00Z' } },
+    }).catch((err: Error) => err);
+    expect(String(bad)).toMatch(/422/);
+  });
+});
