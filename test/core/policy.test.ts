@@ -83,6 +83,15 @@ describe('compilePolicy', () => {
     expect(patch).toContain('/metadata/annotations/sidecar-injector.io~1status');
   });
 
+  it('keeps the rest of the trial\'s lessons: no Object or JSONPatch type in variables, no variables or namespaceObject in matchConditions, JSONPatch rather than ApplyConfiguration (atomic lists, item order)', () => {
+    for (const o of objects().filter((x) => x.kind.endsWith('Policy'))) {
+      const spec = specOf(o);
+      for (const v of spec.variables) expect(v.expression).not.toMatch(/JSONPatch\{|\bObject[.{]/);
+      for (const c of spec.matchConditions ?? []) expect(c.expression).not.toMatch(/variables\.|namespaceObject/);
+      for (const m of (spec as { mutations?: { patchType: string }[] }).mutations ?? []) expect(m.patchType).toBe('JSONPatch');
+    }
+  });
+
   it('writes map literals CEL accepts as one type: every map value is wrapped in dyn()', () => {
     expect(celValue({ name: 'agent', ports: [{ containerPort: 2020 }], securityContext: { capabilities: { drop: ['ALL'] }, runAsNonRoot: true } })).toBe(
       '{"name": dyn("agent"), "ports": dyn([dyn({"containerPort": dyn(2020)})]), "securityContext": dyn({"capabilities": dyn({"drop": dyn([dyn("ALL")])}), "runAsNonRoot": dyn(true)})}',
