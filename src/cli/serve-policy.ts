@@ -51,6 +51,19 @@ async function serverVersion(client: KubeClient, given: KubeVersion | undefined)
   return v;
 }
 
+/** /readyz: not ready until a policy is in force (proven and applied, or found in place), or until the bound has passed. */
+function notReadyUntilInForce(writer: PolicyWriter, logger: Logger, boundMs = 30_000): () => string | undefined {
+  const started = Date.now();
+  let gaveUp = false;
+  return () => {
+    if (gaveUp || writer.inForce()) return undefined;
+    if (Date.now() - started < boundMs) return 'no policy proven and in force yet';
+    gaveUp = true;
+    logger.error({ afterMs: boundMs }, 'ready without a policy in force: see the policy log lines above');
+    return undefined;
+  };
+}
+
 export async function servePolicy(s: PolicyServeSettings, flags: ParsedFlags, env: Readonly<Record<string, string | undefined>>, logger: Logger, lean: boolean | undefined): Promise<{ metricsPort: number | undefined; shutdown(): Promise<void> }> {
   const client = await connectCluster({ kubeconfig: flags.kubeconfig as string | undefined, env, lean });
   if (!client) throw new PolicyStartupError('--policy needs cluster access (--kubeconfig, or running in a pod)');
@@ -92,7 +105,7 @@ export async function servePolicy(s: PolicyServeSettings, flags: ParsedFlags, en
     : [];
 
   let ready = true;
-  const listener = s.metricsPort === 0 ? undefined : await listenHttp(createMetricsApp(metrics.registry, () => ready), { port: s.metricsPort, host: s.host });
+  const listener = s.metricsPort === 0 ? undefined : await listenHttp(createMetricsApp(metrics.registry, () => ready, notReadyUntilInForce(writer, logger)), { port: s.metricsPort, host: s.host });
   logger.info({ policy: s.name, namespace, kubeVersion: `${version.major}.${version.minor}`, revision: config.revision, metricsPort: listener?.port ?? null }, 'keeping the admission policy in step with the config');
   return {
     metricsPort: listener?.port,

@@ -26,7 +26,7 @@ function objects(yaml = POLICY_YAML, name = 'sidecar-injector'): PolicyObject[] 
   return r.objects;
 }
 
-type PolicySpec = { matchConditions?: { name: string; expression: string }[]; variables: { name: string; expression: string }[]; mutations: { jsonPatch: { expression: string } }[]; validations?: { expression: string }[]; reinvocationPolicy: string; failurePolicy: string };
+type PolicySpec = { matchConditions?: { name: string; expression: string }[]; variables: { name: string; expression: string }[]; mutations: { patchType: string; jsonPatch: { expression: string } }[]; validations?: { expression: string }[]; reinvocationPolicy: string; failurePolicy: string };
 const specOf = (o: PolicyObject) => o.spec as unknown as PolicySpec;
 const expressions = (o: PolicyObject) =>
   [...(specOf(o).matchConditions ?? []), ...specOf(o).variables, ...(specOf(o).mutations ?? []).map((m) => m.jsonPatch), ...(specOf(o).validations ?? [])].map((x) => x.expression);
@@ -88,7 +88,7 @@ describe('compilePolicy', () => {
       const spec = specOf(o);
       for (const v of spec.variables) expect(v.expression).not.toMatch(/JSONPatch\{|\bObject[.{]/);
       for (const c of spec.matchConditions ?? []) expect(c.expression).not.toMatch(/variables\.|namespaceObject/);
-      for (const m of (spec as { mutations?: { patchType: string }[] }).mutations ?? []) expect(m.patchType).toBe('JSONPatch');
+      for (const m of spec.mutations ?? []) expect(m.patchType).toBe('JSONPatch');
     }
   });
 

@@ -52,6 +52,8 @@ describe('policy mode, installed by the chart', () => {
     await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'promoted' })) === 1, 'the policy promoted', 30_000);
     // The log line may follow the metric by a moment (logs are written asynchronously).
     await replica.proc.waitForLog((l) => l.msg === 'policy proven on canary pods and in force');
+    // Ready once a policy is in force (so `kubectl rollout status` means it).
+    expect((await fetch(`http://127.0.0.1:${replica.metricsPort}/readyz`)).status).toBe(200);
     // The candidate is gone; no canary pod was stored.
     expect((await kas.call('GET', `${POLICIES}/${RELEASE}-candidate`)).status).toBe(404);
     expect(((await kas.must('GET', `/api/v1/namespaces/${NS}/pods`)).items as unknown[]).length).toBe(0);
