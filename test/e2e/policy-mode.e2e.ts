@@ -101,28 +101,25 @@ describe('policy mode, installed by the chart', () => {
 
   it('a policy that fails on canary pods is not promoted: the one in force stays, and the failure is counted', async () => {
     // Stand-in for a policy the API server accepts but fails at admission: every canary pod is refused.
-    kas.kubectl(['apply', '-f', '-'], JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: [
-        {
-          apiVersion: 'admissionregistration.k8s.io/v1',
-          kind: 'ValidatingAdmissionPolicy',
-          metadata: { name: 'refuse-canaries' },
-          spec: { failurePolicy: 'Fail', matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] }, validations: [{ expression: '!has(object.metadata.labels) || !("sidecar-injector.io/canary" in object.metadata.labels)', message: 'no canaries here' }] },
-        },
-        { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: 'refuse-canaries' }, spec: { policyName: 'refuse-canaries', validationActions: ['Deny'] } },
-      ],
-    }));
+    const VAP = '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies';
+    await kas.must('POST', VAP, {
+      apiVersion: 'admissionregistration.k8s.io/v1',
+      kind: 'ValidatingAdmissionPolicy',
+      metadata: { name: 'refuse-canaries' },
+      spec: { failurePolicy: 'Fail', matchConstraints: { resourceRules: [{ apiGroups: [''], apiVersions: ['v1'], operations: ['CREATE'], resources: ['pods'] }] }, validations: [{ expression: '!has(object.metadata.labels) || !("sidecar-injector.io/canary" in object.metadata.labels)', message: 'no canaries here' }] },
+    });
+    await kas.must('POST', '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings', { apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicyBinding', metadata: { name: 'refuse-canaries' }, spec: { policyName: 'refuse-canaries', validationActions: ['Deny'] } });
     const before = await fingerprint();
     const rejected = (await metric('sidecar_injector_policy_writes_total', { result: 'rejected' })) ?? 0;
     await setConfig((y) => y.replace('image: cr.fluentbit.io/fluent/fluent-bit:3.2.3', 'image: cr.fluentbit.io/fluent/fluent-bit:3.2.4'));
-    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'rejected' })) === rejected + 1, 'the candidate rejected', 60_000);
+    // The candidate is retried for up to 30 s (a new policy takes the API server a moment to load) before it is refused.
+    await eventually(async () => (await metric('sidecar_injector_policy_writes_total', { result: 'rejected' })) === rejected + 1, 'the candidate rejected', 90_000);
     expect(await fingerprint()).toBe(before);
     await replica.proc.waitForLog((l) => l.msg === 'the new policy failed on canary pods; the policies in force stay' && String(l.problem).includes('no canaries here'));
     expect((await kas.call('GET', `${POLICIES}/${RELEASE}-candidate`)).status).toBe(404);
-    kas.kubectl(['delete', 'validatingadmissionpolicybinding,validatingadmissionpolicy', 'refuse-canaries']);
-  }, 90_000);
+    await kas.must('DELETE', '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/refuse-canaries');
+    await kas.must('DELETE', `${VAP}/refuse-canaries`);
+  }, 150_000);
 
   it('audit works across modes: the in-server audit judges by the policy in force, and counts the pods it injected', async () => {
     // The config of the last test was never promoted: the audit still judges by the policy in force.
