@@ -21,6 +21,7 @@ import { watchFiles } from '../ops/watch.js';
 import { listenHttp } from '../server/listen.js';
 import { createMetricsApp } from '../server/metrics-app.js';
 import type { ParsedFlags } from './args.js';
+import { StartupError } from './startup-error.js';
 import { startAuditLoop } from './cluster.js';
 
 export interface PolicyServeSettings {
@@ -33,7 +34,6 @@ export interface PolicyServeSettings {
   auditIntervalMs: number | undefined;
 }
 
-export class PolicyStartupError extends Error {}
 
 /** The config, compiled and compilable into a policy; a reason otherwise. */
 async function loadPolicyConfig(path: string, name: string, version: KubeVersion): Promise<{ ok: true; compiled: CompiledConfig } | { ok: false; errors: string[] }> {
@@ -47,7 +47,7 @@ async function serverVersion(client: KubeClient, given: KubeVersion | undefined)
   if (given) return given;
   const { body } = await client.request('GET', '/version', { timeoutMs: 10_000 });
   const v = parseKubeVersion(String((body as { gitVersion?: string }).gitVersion ?? '').replace(/^v/, ''));
-  if (!v) throw new PolicyStartupError('cannot tell the API server version (GET /version); give --kube-version');
+  if (!v) throw new StartupError(['cannot tell the API server version (GET /version); give --kube-version']);
   return v;
 }
 
@@ -65,12 +65,18 @@ function notReadyUntilInForce(writer: PolicyWriter, logger: Logger, boundMs = 30
 }
 
 export async function servePolicy(s: PolicyServeSettings, flags: ParsedFlags, env: Readonly<Record<string, string | undefined>>, logger: Logger, lean: boolean | undefined): Promise<{ metricsPort: number | undefined; shutdown(): Promise<void> }> {
-  const client = await connectCluster({ kubeconfig: flags.kubeconfig as string | undefined, env, lean });
-  if (!client) throw new PolicyStartupError('--policy needs cluster access (--kubeconfig, or running in a pod)');
-  const version = await serverVersion(client, s.kubeVersion);
+  let client: KubeClient | undefined;
+  let version: KubeVersion;
+  try {
+    client = await connectCluster({ kubeconfig: flags.kubeconfig as string | undefined, env, lean });
+    if (!client) throw new StartupError(['--policy needs cluster access (--kubeconfig, or running in a pod)']);
+    version = await serverVersion(client, s.kubeVersion);
+  } catch (err) {
+    throw err instanceof StartupError ? err : new StartupError([(err as Error).message]);
+  }
   const metrics = createMetrics();
   const first = await loadPolicyConfig(s.configPath, s.name, version);
-  if (!first.ok) throw new PolicyStartupError(first.errors.join('\n'));
+  if (!first.ok) throw new StartupError(first.errors);
   let config = first.compiled;
   metrics.configRevision(config.revision);
 

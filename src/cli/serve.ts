@@ -23,7 +23,8 @@ import { generateCertificates, writeCertificates } from '../tls/generate.js';
 import { loadTlsPair, type TlsPair } from '../tls/load.js';
 import { durationFlag, intFlag, kubeVersionFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
 import { startCluster, type ClusterFeatures } from './cluster.js';
-import { PolicyStartupError, servePolicy } from './serve-policy.js';
+import { servePolicy } from './serve-policy.js';
+import { StartupError } from './startup-error.js';
 
 export const SERVE_FLAGS: FlagSpecs = {
   config: { type: 'string', env: true, help: 'profiles config file, watched for changes (the built-in example when absent)' },
@@ -59,11 +60,7 @@ Example:
 /** Exit within this long after the first signal, whatever is still open. */
 export const SHUTDOWN_BOUND_MS = 30_000;
 
-export class StartupError extends Error {
-  constructor(readonly problems: string[]) {
-    super(problems.join('\n'));
-  }
-}
+export { StartupError };
 
 export interface ServeHandle {
   port: number;
@@ -130,19 +127,14 @@ async function servePolicyMode(s: Settings, flags: ParsedFlags, logger: Logger, 
   const name = flags.policy as string;
   if (!/^[a-z0-9]([-a-z0-9.]{0,230}[a-z0-9])?$/.test(name)) throw new UsageError(`--policy: "${name}" is not a valid object name`);
   if (s.caBundleName || s.webhookConfig) throw new UsageError('--policy goes without --patch-ca-bundle and --webhook-config: there is no webhook');
-  try {
-    const h = await servePolicy(
-      { name, configPath: s.configPath, watchConfig: s.watchConfig, metricsPort: s.metricsPort, host: s.host, kubeVersion: s.kubeVersion, auditIntervalMs: s.auditIntervalMs },
-      flags,
-      options.env,
-      logger,
-      options.leanClientNode,
-    );
-    return { port: 0, metricsPort: h.metricsPort, shutdown: h.shutdown };
-  } catch (err) {
-    if (err instanceof PolicyStartupError) throw new StartupError(err.message.split('\n'));
-    throw err;
-  }
+  const h = await servePolicy(
+    { name, configPath: s.configPath, watchConfig: s.watchConfig, metricsPort: s.metricsPort, host: s.host, kubeVersion: s.kubeVersion, auditIntervalMs: s.auditIntervalMs },
+    flags,
+    options.env,
+    logger,
+    options.leanClientNode,
+  );
+  return { port: 0, metricsPort: h.metricsPort, shutdown: h.shutdown };
 }
 
 /** The flags serve acts on, read and checked once. */

@@ -19,20 +19,16 @@ import { isDeepStrictEqual } from 'node:util';
 import type { V1Container, V1Pod, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { admitPod, type PodContext } from './admit.js';
 import type { CompiledConfig } from './config.js';
+import type { InjectionStatus } from './inject.js';
 
-export interface InjectionStatus {
-  profiles: string[];
-  containers: string[];
-  initContainers: string[];
-  volumes: string[];
-  revision?: string;
-}
+/** What the status annotation says was added (its revision does not matter here). */
+type RecordedParts = Omit<InjectionStatus, 'revision'>;
 
-export type Stripped = { ok: true; pod: V1Pod; status: InjectionStatus | undefined } | { ok: false; edited: string };
+export type Stripped = { ok: true; pod: V1Pod; status: RecordedParts | undefined } | { ok: false; edited: string };
 
 const names = (v: unknown): string[] => (Array.isArray(v) ? v.filter((x): x is string => typeof x === 'string') : []);
 
-function readStatus(raw: string): InjectionStatus | string {
+function readStatus(raw: string): RecordedParts | string {
   let parsed: Record<string, unknown>;
   try {
     parsed = JSON.parse(raw) as Record<string, unknown>;
@@ -45,7 +41,6 @@ function readStatus(raw: string): InjectionStatus | string {
     containers: names(parsed.containers),
     initContainers: names(parsed.initContainers),
     volumes: names(parsed.volumes),
-    ...(typeof parsed.revision === 'string' ? { revision: parsed.revision } : {}),
   };
 }
 
@@ -100,15 +95,8 @@ export interface InjectionView {
   volumes: V1Volume[];
 }
 
-export function viewOf(pod: V1Pod, statusKey: string): InjectionView {
-  const raw = pod.metadata?.annotations?.[statusKey];
-  const status = raw === undefined ? undefined : readStatus(raw);
-  return {
-    profiles: status && typeof status !== 'string' ? status.profiles : [],
-    initContainers: pod.spec?.initContainers ?? [],
-    containers: pod.spec?.containers ?? [],
-    volumes: pod.spec?.volumes ?? [],
-  };
+function viewOf(pod: V1Pod, profiles: string[]): InjectionView {
+  return { profiles, initContainers: pod.spec?.initContainers ?? [], containers: pod.spec?.containers ?? [], volumes: pod.spec?.volumes ?? [] };
 }
 
 interface NamedChange {
@@ -134,12 +122,11 @@ export interface PodChange {
   appMounts: { container: string; added: string[]; removed: string[] }[];
 }
 
-const same = (a: unknown, b: unknown) => isDeepStrictEqual(a, b);
 
 function changedFields(a: object, b: object): string[] {
   const ra = a as Record<string, unknown>;
   const rb = b as Record<string, unknown>;
-  return [...new Set([...Object.keys(ra), ...Object.keys(rb)])].filter((k) => !same(ra[k], rb[k])).sort();
+  return [...new Set([...Object.keys(ra), ...Object.keys(rb)])].filter((k) => !isDeepStrictEqual(ra[k], rb[k])).sort();
 }
 
 function listChange<T extends { name?: string }>(before: T[], after: T[]): ListChange {
@@ -175,7 +162,7 @@ export function podChange(running: InjectionView, next: InjectionView, appContai
   const volumes = listChange(running.volumes, next.volumes);
   const profiles = { before: running.profiles, after: next.profiles };
   const empty = (l: ListChange) => l.added.length + l.removed.length + l.changed.length === 0;
-  const none = empty(containers) && empty(initContainers) && empty(volumes) && appMounts.length === 0 && same(profiles.before, profiles.after);
+  const none = empty(containers) && empty(initContainers) && empty(volumes) && appMounts.length === 0 && isDeepStrictEqual(profiles.before, profiles.after);
   return { none, profiles, containers, initContainers, volumes, appMounts };
 }
 
@@ -193,8 +180,8 @@ export function nextPod(running: V1Pod, ctx: PodContext, compiled: CompiledConfi
   if (outcome.decision === 'conflict' || outcome.decision === 'denied') return { kind: 'not-injected', reason: outcome.reason };
   if (outcome.decision !== 'injected' && stripped.status === undefined) return { kind: 'not-injected', reason: outcome.reason };
   // Injected now and next time, or injected once and not any more (the next pod is the stripped one).
-  const before = viewOf(running, compiled.keys.status);
-  const next = viewOf(outcome.decision === 'injected' ? outcome.pod : stripped.pod, compiled.keys.status);
+  const before = viewOf(running, stripped.status?.profiles ?? []);
+  const next = outcome.decision === 'injected' ? viewOf(outcome.pod, outcome.profiles) : viewOf(stripped.pod, []);
   return { kind: 'diff', running: before, next, change: podChange(before, next, appNames(stripped.pod)) };
 }
 

@@ -25,8 +25,8 @@
  * a `test` of the resourceVersion read. The configuration is read before the
  * Leases: a replica missing from the Leases we read published after that, so
  * any write of its came after our read and makes our `test` fail (we retry
- * with its needs); one that writes later puts back what it needs itself. When every webhook already carries the wanted
- * bundle nothing is written.
+ * with its needs); one that writes later puts back what it needs itself.
+ * When every webhook already carries the wanted bundle nothing is written.
  */
 import { readFile } from 'node:fs/promises';
 import type { Logger } from 'pino';
@@ -131,7 +131,6 @@ export interface CaBundleOptions {
 export class CaBundleWriter {
   private readonly loop: SyncLoop;
   private readonly log: Logger;
-  private timer: NodeJS.Timeout | undefined;
   /** When a write last changed the bundle (the API server needs a moment to use it). */
   lastPatchedAt = 0;
   /** The CA of the certificate in force; undefined until the first read (then it is the one on disk). */
@@ -157,10 +156,7 @@ export class CaBundleWriter {
 
   /** Writes now, then again every resyncMs (renewing the Lease) until stopped. */
   start(): void {
-    this.loop.sync();
-    const every = this.opts.resyncMs ?? 5000;
-    this.timer = setInterval(() => this.loop.sync(), every);
-    this.timer.unref();
+    this.loop.every(this.opts.resyncMs ?? 5000);
   }
 
   /** Asks for the CA to be written now; a write in progress is followed by another. */
@@ -169,7 +165,6 @@ export class CaBundleWriter {
   }
 
   stop(): void {
-    clearInterval(this.timer);
     this.loop.stop();
   }
 

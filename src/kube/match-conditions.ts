@@ -71,7 +71,6 @@ export class MatchConditionsWriter {
   private readonly log: Logger;
   /** Entries already logged as sending every pod: once per process. */
   private readonly unsplitLogged = new Set<string>();
-  private timer: NodeJS.Timeout | undefined;
 
   constructor(private readonly opts: MatchConditionsOptions) {
     this.log = opts.logger.child({ webhookConfiguration: opts.name });
@@ -93,14 +92,10 @@ export class MatchConditionsWriter {
    * a GitOps tool applying the chart's manifest) gets its conditions back without waiting for a reload.
    */
   start(everyMs = 30_000): void {
-    this.loop.sync();
-    clearInterval(this.timer);
-    this.timer = setInterval(() => this.loop.sync(), everyMs);
-    this.timer.unref();
+    this.loop.every(everyMs);
   }
 
   stop(): void {
-    clearInterval(this.timer);
     this.loop.stop();
   }
 

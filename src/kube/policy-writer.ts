@@ -146,11 +146,6 @@ export class PolicyWriter {
     this.loop.sync();
   }
 
-  /** Resolves true once the config in force has been written or found in place (false if `boundMs` passes first). */
-  settled(boundMs: number): Promise<boolean> {
-    return this.loop.settled(boundMs);
-  }
-
   stop(): void {
     this.loop.stop();
   }

@@ -23,6 +23,7 @@ export class SyncLoop {
   private wake: (() => void) | undefined;
   private done = 0;
   private waiters: { generation: number; resolve: (ok: boolean) => void }[] = [];
+  private interval: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly write: () => Promise<void>,
@@ -35,7 +36,16 @@ export class SyncLoop {
     if (!this.running && !this.stopped) void this.loop();
   }
 
+  /** Syncs now, then every `ms` until stopped: what is written is checked again even without a change of ours. */
+  every(ms: number): void {
+    this.sync();
+    clearInterval(this.interval);
+    this.interval = setInterval(() => this.sync(), ms);
+    this.interval.unref();
+  }
+
   stop(): void {
+    clearInterval(this.interval);
     this.stopped = true;
     this.wake?.();
     for (const w of this.waiters.splice(0)) w.resolve(false);
