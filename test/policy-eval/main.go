@@ -1,0 +1,390 @@
+// Command policy-eval admits pods the way kube-apiserver does in policy mode,
+// with Kubernetes' own admission code (k8s.io/apiserver from Debian's
+// packages, built in GOPATH mode): the MutatingAdmissionPolicy and
+// ValidatingAdmissionPolicy plugins, fed their policies and bindings through
+// informers, behind the admission chain's reinvocation. It also applies the
+// webhook's JSON patch to the same pod with the library the API server uses
+// for webhook patches, so both modes' pods come out through the same types.
+//
+// Input (stdin, JSON):
+//
+//	{"objects": [policies and bindings], "namespaces": [Namespace],
+//	 "cases": [{"namespace": "ns", "pod": Pod, "webhookPatch": [ops]}]}
+//
+// Output (stdout, JSON): {"results": [{"pod", "error", "warnings", "webhook", "webhookError"}]}.
+// A policy that does not compile fails the pods it matches, as on the API server.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	jsonpatch "github.com/evanphx/json-patch/v5"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	"k8s.io/apiserver/pkg/admission"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
+	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	utilfeature "k8s.io/apiserver/pkg/util/feature"
+	"k8s.io/apiserver/pkg/warning"
+	"k8s.io/client-go/discovery"
+	fakediscovery "k8s.io/client-go/discovery/fake"
+	fakedynamic "k8s.io/client-go/dynamic/fake"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes/fake"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/openapi"
+	"k8s.io/client-go/openapi/openapitest"
+)
+
+type input struct {
+	Objects    []json.RawMessage `json:"objects"`
+	Namespaces []json.RawMessage `json:"namespaces"`
+	Cases      []caseIn          `json:"cases"`
+}
+
+type caseIn struct {
+	Namespace    string          `json:"namespace"`
+	Pod          json.RawMessage `json:"pod"`
+	WebhookPatch json.RawMessage `json:"webhookPatch,omitempty"`
+}
+
+type caseOut struct {
+	Pod          *corev1.Pod `json:"pod,omitempty"`
+	Error        string      `json:"error,omitempty"`
+	Warnings     []string    `json:"warnings"`
+	Webhook      *corev1.Pod `json:"webhook,omitempty"`
+	WebhookError string      `json:"webhookError,omitempty"`
+}
+
+var (
+	podGVK = schema.GroupVersionKind{Version: "v1", Kind: "Pod"}
+	podGVR = schema.GroupVersionResource{Version: "v1", Resource: "pods"}
+)
+
+// strict decodes like the API server with fieldValidation=Strict: an unknown field is an error.
+func strict(raw json.RawMessage, into any, what string) error {
+	d := json.NewDecoder(strings.NewReader(string(raw)))
+	d.DisallowUnknownFields()
+	if err := d.Decode(into); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+func decodeObject(raw json.RawMessage, i int) (runtime.Object, error) {
+	var head metav1.TypeMeta
+	if err := json.Unmarshal(raw, &head); err != nil {
+		return nil, fmt.Errorf("objects[%d]: %w", i, err)
+	}
+	var obj runtime.Object
+	switch head.Kind {
+	case "MutatingAdmissionPolicy":
+		obj = &admissionregistrationv1.MutatingAdmissionPolicy{}
+	case "MutatingAdmissionPolicyBinding":
+		obj = &admissionregistrationv1.MutatingAdmissionPolicyBinding{}
+	case "ValidatingAdmissionPolicy":
+		obj = &admissionregistrationv1.ValidatingAdmissionPolicy{}
+	case "ValidatingAdmissionPolicyBinding":
+		obj = &admissionregistrationv1.ValidatingAdmissionPolicyBinding{}
+	default:
+		return nil, fmt.Errorf("objects[%d]: kind %q is not an admission policy or binding", i, head.Kind)
+	}
+	if head.APIVersion != "admissionregistration.k8s.io/v1" {
+		return nil, fmt.Errorf("objects[%d] (%s): apiVersion %q: this harness serves admissionregistration.k8s.io/v1", i, head.Kind, head.APIVersion)
+	}
+	if err := strict(raw, obj, fmt.Sprintf("objects[%d] (%s)", i, head.Kind)); err != nil {
+		return nil, err
+	}
+	setDefaults(obj)
+	return obj, nil
+}
+
+// setDefaults is what kube-apiserver does to a policy or binding before storing it:
+// k8s.io/kubernetes/pkg/apis/admissionregistration/v1/defaults.go and its generated
+// zz_generated.defaults.go (k8s.io/kubernetes is not in Debian, so written from them).
+// Without it the plugins refuse a nil namespaceSelector.
+func setDefaults(obj runtime.Object) {
+	fail := admissionregistrationv1.Fail
+	switch o := obj.(type) {
+	case *admissionregistrationv1.MutatingAdmissionPolicy:
+		if o.Spec.FailurePolicy == nil {
+			o.Spec.FailurePolicy = &fail
+		}
+		defaultMatchResources(o.Spec.MatchConstraints)
+	case *admissionregistrationv1.MutatingAdmissionPolicyBinding:
+		defaultMatchResources(o.Spec.MatchResources)
+	case *admissionregistrationv1.ValidatingAdmissionPolicy:
+		if o.Spec.FailurePolicy == nil {
+			o.Spec.FailurePolicy = &fail
+		}
+		defaultMatchResources(o.Spec.MatchConstraints)
+	case *admissionregistrationv1.ValidatingAdmissionPolicyBinding:
+		defaultMatchResources(o.Spec.MatchResources)
+	}
+}
+
+func defaultMatchResources(m *admissionregistrationv1.MatchResources) {
+	if m == nil {
+		return
+	}
+	if m.MatchPolicy == nil {
+		equivalent := admissionregistrationv1.Equivalent
+		m.MatchPolicy = &equivalent
+	}
+	if m.NamespaceSelector == nil {
+		m.NamespaceSelector = &metav1.LabelSelector{}
+	}
+	if m.ObjectSelector == nil {
+		m.ObjectSelector = &metav1.LabelSelector{}
+	}
+	for _, rules := range [][]admissionregistrationv1.NamedRuleWithOperations{m.ResourceRules, m.ExcludeResourceRules} {
+		for i := range rules {
+			if rules[i].Scope == nil {
+				all := admissionregistrationv1.AllScopes
+				rules[i].Scope = &all
+			}
+		}
+	}
+}
+
+// The fake clientset's discovery has no OpenAPI (it panics). The mutating plugin wants a
+// schema for the kind it patches; it reads it only for ApplyConfiguration patches, which
+// our policies do not use, so client-go's own test copy of the core/v1 schema serves.
+type clientset struct{ *fake.Clientset }
+type discoveryWithOpenAPI struct{ *fakediscovery.FakeDiscovery }
+
+func (c clientset) Discovery() discovery.DiscoveryInterface {
+	return discoveryWithOpenAPI{c.Clientset.Discovery().(*fakediscovery.FakeDiscovery)}
+}
+func (discoveryWithOpenAPI) OpenAPIV3() openapi.Client { return openapitest.NewEmbeddedFileClient() }
+
+type recorder struct{ warnings []string }
+
+func (r *recorder) AddWarning(agent, text string) { r.warnings = append(r.warnings, text) }
+
+// The ServiceAccount admission plugin lives in k8s.io/kubernetes, which Debian does not
+// package. For pods that already passed it (the cases carry its volume and app mounts),
+// what it does again on reinvocation is to mount the `kube-api-access-*` volume, readOnly,
+// at the token path in every container and init container without a mount there
+// (plugin/pkg/admission/serviceaccount/admission.go, mountServiceAccountToken).
+type serviceAccountMounts struct{}
+
+const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+func (serviceAccountMounts) Handles(admission.Operation) bool { return true }
+func (serviceAccountMounts) Admit(_ context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
+	pod, ok := a.GetObject().(*corev1.Pod)
+	if !ok {
+		return nil
+	}
+	mountTokenVolume(pod)
+	return nil
+}
+
+func mountTokenVolume(pod *corev1.Pod) {
+	if pod.Spec.AutomountServiceAccountToken != nil && !*pod.Spec.AutomountServiceAccountToken {
+		return
+	}
+	volume := ""
+	for _, v := range pod.Spec.Volumes {
+		if strings.HasPrefix(v.Name, "kube-api-access-") {
+			volume = v.Name
+			break
+		}
+	}
+	if volume == "" {
+		return
+	}
+	mount := func(cs []corev1.Container) {
+		for i := range cs {
+			has := false
+			for _, m := range cs[i].VolumeMounts {
+				has = has || m.MountPath == tokenPath
+			}
+			if !has {
+				cs[i].VolumeMounts = append(cs[i].VolumeMounts, corev1.VolumeMount{Name: volume, ReadOnly: true, MountPath: tokenPath})
+			}
+		}
+	}
+	mount(pod.Spec.InitContainers)
+	mount(pod.Spec.Containers)
+}
+
+func run(in input) ([]caseOut, error) {
+	var objects []runtime.Object
+	for i, raw := range in.Namespaces {
+		ns := &corev1.Namespace{}
+		if err := strict(raw, ns, fmt.Sprintf("namespaces[%d]", i)); err != nil {
+			return nil, err
+		}
+		objects = append(objects, ns)
+	}
+	for i, raw := range in.Objects {
+		obj, err := decodeObject(raw, i)
+		if err != nil {
+			return nil, err
+		}
+		objects = append(objects, obj)
+	}
+
+	client := clientset{fake.NewSimpleClientset(objects...)}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	stop := make(chan struct{})
+	defer close(stop)
+	mapper := meta.NewDefaultRESTMapper([]schema.GroupVersion{podGVK.GroupVersion()})
+	mapper.Add(podGVK, meta.RESTScopeNamespace)
+
+	mutator, err := mutating.NewPlugin(nil)
+	if err != nil {
+		return nil, err
+	}
+	validator, err := validating.NewPlugin(nil)
+	if err != nil {
+		return nil, err
+	}
+	// As kube-apiserver does: enabled by the feature gate (on by default in 1.36).
+	mutator.InspectFeatureGates(utilfeature.DefaultFeatureGate)
+	dynamic := fakedynamic.NewSimpleDynamicClient(runtime.NewScheme())
+	authz := authorizerfactory.NewAlwaysAllowAuthorizer()
+	mutator.SetExternalKubeClientSet(client)
+	mutator.SetExternalKubeInformerFactory(factory)
+	mutator.SetRESTMapper(mapper)
+	mutator.SetDynamicClient(dynamic)
+	mutator.SetDrainedNotification(stop)
+	mutator.SetAuthorizer(authz)
+	validator.SetExternalKubeClientSet(client)
+	validator.SetExternalKubeInformerFactory(factory)
+	validator.SetRESTMapper(mapper)
+	validator.SetDynamicClient(dynamic)
+	validator.SetDrainedNotification(stop)
+	validator.SetAuthorizer(authz)
+	if err := mutator.ValidateInitialization(); err != nil {
+		return nil, fmt.Errorf("MutatingAdmissionPolicy plugin: %w", err)
+	}
+	if err := validator.ValidateInitialization(); err != nil {
+		return nil, fmt.Errorf("ValidatingAdmissionPolicy plugin: %w", err)
+	}
+	factory.Start(stop)
+	if !mutator.WaitForReady() || !validator.WaitForReady() {
+		return nil, errors.New("the policy plugins did not become ready (informers not synced)")
+	}
+
+	chain := admission.NewChainHandler(serviceAccountMounts{}, mutator)
+	interfaces := admission.NewObjectInterfacesFromScheme(clientgoscheme.Scheme)
+
+	out := make([]caseOut, len(in.Cases))
+	for i, c := range in.Cases {
+		where := fmt.Sprintf("cases[%d]", i)
+		pod := &corev1.Pod{}
+		if err := strict(c.Pod, pod, where+".pod"); err != nil {
+			return nil, err
+		}
+		pod.Namespace = c.Namespace
+		webhookInput := pod.DeepCopy()
+
+		res := caseOut{Warnings: []string{}}
+		stored, warnings, err := admit(pod.DeepCopy(), chain, validator, interfaces)
+		// The mutating plugin loads the kind's schema in the background after it starts
+		// (patch/typeconverter.go); until then it answers 503 for that kind.
+		for deadline := time.Now().Add(10 * time.Second); err != nil && strings.Contains(err.Error(), "Resource kind /v1, Kind=Pod not found") && time.Now().Before(deadline); {
+			time.Sleep(20 * time.Millisecond)
+			stored, warnings, err = admit(pod.DeepCopy(), chain, validator, interfaces)
+		}
+		if err != nil {
+			res.Error = err.Error()
+		} else {
+			res.Pod = stored
+		}
+		res.Warnings = append(res.Warnings, warnings...)
+
+		if len(c.WebhookPatch) > 0 {
+			res.Webhook, err = applyWebhookPatch(webhookInput, c.WebhookPatch)
+			if err != nil {
+				res.WebhookError = err.Error()
+			}
+		}
+		out[i] = res
+	}
+	return out, nil
+}
+
+var requester = &user.DefaultInfo{Name: "system:serviceaccount:kube-system:replicaset-controller", Groups: []string{"system:serviceaccounts", "system:authenticated"}}
+
+// admit is a pod CREATE through the admission chain: the mutating plugins once, and again
+// if one asked for it (admission/reinvocation.go), then the validating policies.
+func admit(pod *corev1.Pod, chain admission.MutationInterface, validator admission.ValidationInterface, interfaces admission.ObjectInterfaces) (*corev1.Pod, []string, error) {
+	rec := &recorder{}
+	ctx := warning.WithWarningRecorder(context.Background(), rec)
+	attrs := admission.NewAttributesRecord(pod, nil, podGVK, pod.Namespace, pod.Name, podGVR, "", admission.Create, &metav1.CreateOptions{}, false, requester)
+	err := chain.Admit(ctx, attrs, interfaces)
+	if err == nil && attrs.GetReinvocationContext().ShouldReinvoke() {
+		attrs.GetReinvocationContext().SetIsReinvoke()
+		err = chain.Admit(ctx, attrs, interfaces)
+	}
+	if err == nil {
+		err = validator.Validate(ctx, attrs, interfaces)
+	}
+	if err != nil {
+		return nil, rec.warnings, err
+	}
+	return attrs.GetObject().(*corev1.Pod), rec.warnings, nil
+}
+
+// applyWebhookPatch is the webhook path: the patch applied by the API server's library
+// (admission/plugin/webhook/mutating/dispatcher.go), decoded into the Pod type, then the
+// ServiceAccount plugin's second pass.
+func applyWebhookPatch(pod *corev1.Pod, ops json.RawMessage) (*corev1.Pod, error) {
+	patch, err := jsonpatch.DecodePatch(ops)
+	if err != nil {
+		return nil, fmt.Errorf("decoding the webhook's patch: %w", err)
+	}
+	doc, err := json.Marshal(pod)
+	if err != nil {
+		return nil, err
+	}
+	patched, err := patch.ApplyWithOptions(doc, &jsonpatch.ApplyOptions{EnsurePathExistsOnAdd: false, AllowMissingPathOnRemove: false})
+	if err != nil {
+		return nil, fmt.Errorf("applying the webhook's patch: %w", err)
+	}
+	next := &corev1.Pod{}
+	if err := json.Unmarshal(patched, next); err != nil {
+		return nil, fmt.Errorf("decoding the patched pod: %w", err)
+	}
+	mountTokenVolume(next)
+	return next, nil
+}
+
+func main() {
+	raw, err := io.ReadAll(os.Stdin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "policy-eval: reading stdin:", err)
+		os.Exit(2)
+	}
+	var in input
+	if err := strict(raw, &in, "input"); err != nil {
+		fmt.Fprintln(os.Stderr, "policy-eval:", err)
+		os.Exit(2)
+	}
+	results, err := run(in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "policy-eval:", err)
+		os.Exit(1)
+	}
+	if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"results": results}); err != nil {
+		fmt.Fprintln(os.Stderr, "policy-eval:", err)
+		os.Exit(1)
+	}
+}
