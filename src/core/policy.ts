@@ -228,12 +228,13 @@ function decisionVariables(compiled: CompiledConfig): { name: string; expression
       name: 'nsInjection',
       expression: `namespaceObject != null && has(namespaceObject.metadata.labels) && ${str(keys.namespaceInjection)} in namespaceObject.metadata.labels ? namespaceObject.metadata.labels[${str(keys.namespaceInjection)}] : ""`,
     },
+    { name: 'never', expression: anyOf(config.neverInjectSelector) },
     {
       name: 'profiles',
       expression: [
         `request.namespace in [${[...compiled.excludedNamespaces].sort().map(str).join(', ')}] ? [] :`,
         `${str(keys.status)} in variables.annotations ? [] :`,
-        `(${anyOf(config.neverInjectSelector)}) ? [] :`,
+        'variables.never ? [] :',
         config.allowPodOptOut ? 'variables.wishFalse ? [] :' : '',
         `variables.wishTrue ? ${defaults} :`,
         'size(variables.asked) > 0 ? variables.asked :',
@@ -387,7 +388,9 @@ const CONFLICT = 'a container name, port, volume or mount path the sidecars brin
  * What the webhook refuses or warns about, as ValidatingAdmissionPolicies over the same variables: they see
  * the pod after the mutation, which a pod injected carries the status annotation of, so they judge only the
  * pods the mutation left alone. `NAME-deny` (onConflict: deny; Invalid, as a policy cannot answer 409) and
- * `NAME-warn` (the warnings the webhook gives a pod that asked; kept to pods with a wish by matchConditions).
+ * `NAME-warn` with `NAME-warn-namespaces` (the webhook's warnings), split by the namespace label like the
+ * mutating policies and the chart's webhook, so that they warn exactly the pods the webhook is sent and a pod
+ * that does not ask is not even looked at.
  */
 function validatingObjects(compiled: CompiledConfig, name: string, variables: { name: string; expression: string }[], labels: Record<string, string>, objectSelector: LabelSelector | undefined): PolicyObject[] {
   const { config, keys } = compiled;
@@ -404,41 +407,43 @@ function validatingObjects(compiled: CompiledConfig, name: string, variables: { 
       validations,
     },
   });
-  const binding = (policyName: string, action: 'Deny' | 'Warn'): PolicyObject => ({
+  const binding = (policyName: string, action: 'Deny' | 'Warn', namespaces: LabelSelector): PolicyObject => ({
     apiVersion,
     kind: 'ValidatingAdmissionPolicyBinding',
     metadata: { name: policyName, labels },
-    spec: {
-      policyName,
-      validationActions: [action],
-      matchResources: {
-        namespaceSelector: { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...compiled.excludedNamespaces].sort() }] },
-        ...(objectSelector ? { objectSelector } : {}),
-      },
-    },
+    spec: { policyName, validationActions: [action], matchResources: { namespaceSelector: namespaces, ...(objectSelector ? { objectSelector } : {}) } },
   });
   const injectable = `size(variables.profiles) > 0 && !(${str(keys.status)} in variables.annotations)`;
   const out: PolicyObject[] = [];
   if (config.onConflict === 'deny') {
     const deny = `${name}-deny`;
-    out.push(vap(deny, [{ expression: `!(${injectable} && variables.conflict)`, message: `sidecar injection denied: ${CONFLICT} (onConflict: deny)`, reason: 'Invalid' }], []), binding(deny, 'Deny'));
+    const anyIncluded: LabelSelector = { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...compiled.excludedNamespaces].sort() }] };
+    out.push(vap(deny, [{ expression: `!(${injectable} && variables.conflict)`, message: `sidecar injection denied: ${CONFLICT} (onConflict: deny)`, reason: 'Invalid' }], []), binding(deny, 'Deny', anyIncluded));
   }
   const known = `[${Object.keys(config.profiles).map(str).join(', ')}]`;
+  // Asked as readWish reads it: "true", or any name, known or not.
+  const asked = 'variables.wishTrue || (variables.hasWish && !variables.wishFalse && variables.raw.split(",").exists(n, n.trim() != ""))';
   const warnings: Record<string, string>[] = [
     {
-      expression: `!(variables.hasWish && !variables.wishTrue && !variables.wishFalse && variables.raw.split(",").map(n, n.trim()).exists(n, n != "" && !(n in ${known})))`,
+      // decide.ts reads the names only after neverInjectSelector.
+      expression: `!(!variables.never && variables.hasWish && !variables.wishTrue && !variables.wishFalse && variables.raw.split(",").map(n, n.trim()).exists(n, n != "" && !(n in ${known})))`,
       message: 'unknown sidecar profile ignored',
     },
     {
-      expression: `!((variables.wishTrue || size(variables.asked) > 0) && !(${str(keys.status)} in variables.annotations) && (size(variables.profiles) == 0 || variables.conflict))`,
+      // A pod that asked and is not injected; any pod the rules would inject that a conflict keeps out.
+      expression: `!(!(${str(keys.status)} in variables.annotations) && ((${asked}) && size(variables.profiles) == 0 || size(variables.profiles) > 0 && variables.conflict))`,
       message: `sidecar injection skipped: the rules or a conflict leave this pod without sidecars`,
     },
   ];
-  if (!config.allowPodOptOut) warnings.push({ expression: '!variables.wishFalse', message: `${keys.inject}=false ignored: pods may not opt out here (allowPodOptOut: false)` });
-  const inject = str(keys.inject);
-  const wish = { name: 'sidecar-injector-wish', expression: `(has(object.metadata.labels) && ${inject} in object.metadata.labels) || (has(object.metadata.annotations) && ${inject} in object.metadata.annotations)` };
+  if (!config.allowPodOptOut) warnings.push({ expression: '!(!variables.never && variables.wishFalse)', message: `${keys.inject}=false ignored: pods may not opt out here (allowPodOptOut: false)` });
   const warn = `${name}-warn`;
-  out.push(vap(warn, warnings, [wish]), binding(warn, 'Warn'));
+  const warnNamespaces = `${name}-warn-namespaces`;
+  out.push(
+    vap(warnNamespaces, warnings, []),
+    binding(warnNamespaces, 'Warn', namespaceSelector(compiled, 'In')),
+    vap(warn, warnings, matchConditionsFor(compiled)),
+    binding(warn, 'Warn', namespaceSelector(compiled, 'NotIn')),
+  );
   return out;
 }
 

@@ -7,7 +7,6 @@
  */
 import { describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
-import { isCelError, run } from '@bufbuild/cel';
 import type { V1Pod } from '@kubernetes/client-node';
 import { stringify } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
@@ -15,22 +14,10 @@ import type { CompiledConfig } from '../../src/core/config.js';
 import { decide } from '../../src/core/decide.js';
 import { conditionsForEntry, matchConditionsFor, type MatchCondition } from '../../src/core/match-conditions.js';
 import { selectorMatches, type LabelSelector } from '../../src/core/selector.js';
+import { conditionsHold } from '../helpers/cel.js';
 
 const SEED = Number(process.env.PROPERTY_SEED ?? 20261129);
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 1000);
-
-/** The API server hands CEL the object as maps: plain JSON objects become Maps here. */
-const toCel = (v: unknown): unknown =>
-  Array.isArray(v) ? v.map(toCel) : v !== null && typeof v === 'object' ? new Map(Object.entries(v).map(([k, x]) => [k, toCel(x)])) : v;
-
-function evaluate(conditions: MatchCondition[], pod: V1Pod): boolean {
-  return conditions.every((c) => {
-    const result = run(c.expression, { object: toCel(pod) as never });
-    if (isCelError(result)) throw new Error(`${c.name}: ${String(result)}`);
-    expect(typeof result).toBe('boolean');
-    return result === true;
-  });
-}
 
 const PREFIXES = ['sidecar-injector.io', 'inject.example.com'];
 const labelKey = (prefix: string) => fc.constantFrom(`${prefix}/inject`, 'app', 'team', 'example.com/tier', 'a.b/c~d', 'x');
@@ -141,7 +128,7 @@ function injectedPodsGetThrough(give: (selector: LabelSelector | undefined) => r
       if (!selectorMatches(w.namespaceSelector ?? {}, ns) || !selectorMatches(w.objectSelector ?? {}, labels ?? {})) continue;
       seen.checked += 1;
       if (readWishless(pod)) seen.byNamespace += 1;
-      expect(evaluate([...give(w.namespaceSelector)], pod)).toBe(true);
+      expect(conditionsHold([...give(w.namespaceSelector)], pod)).toBe(true);
     }
   });
 }
@@ -171,7 +158,7 @@ describe('matchConditions', () => {
       fc.property(world, ({ config, pod, namespaceLabels }) => {
         const conditions = matchConditionsFor(config);
         expect(conditions.length).toBeLessThanOrEqual(64);
-        const sends = evaluate(conditions, pod);
+        const sends = conditionsHold(conditions, pod);
         if (decide(pod, 'shop', namespaceLabels, config).action === 'inject') expect(sends).toBe(true);
         if (sends) sent += 1;
         else keptOut += 1;
@@ -192,8 +179,8 @@ describe('matchConditions', () => {
     if (!r.ok) throw new Error(r.errors.join());
     const bare = { apiVersion: 'v1', kind: 'Pod', metadata: { generateName: 'web-' }, spec: { containers: [] } };
     // NotIn selects a pod without the label, as in Kubernetes: rule 6 injects it, so it is sent.
-    expect(evaluate(matchConditionsFor(r.compiled), bare)).toBe(true);
+    expect(conditionsHold(matchConditionsFor(r.compiled), bare)).toBe(true);
     const plain = parseConfigText('', 'c.yaml');
-    expect(plain.ok && evaluate(matchConditionsFor(plain.compiled), bare)).toBe(false);
+    expect(plain.ok && conditionsHold(matchConditionsFor(plain.compiled), bare)).toBe(false);
   });
 });

@@ -39,17 +39,22 @@ describe('compilePolicy', () => {
       'MutatingAdmissionPolicyBinding sidecar-injector-namespaces',
       'MutatingAdmissionPolicy sidecar-injector',
       'MutatingAdmissionPolicyBinding sidecar-injector',
+      'ValidatingAdmissionPolicy sidecar-injector-warn-namespaces',
+      'ValidatingAdmissionPolicyBinding sidecar-injector-warn-namespaces',
       'ValidatingAdmissionPolicy sidecar-injector-warn',
       'ValidatingAdmissionPolicyBinding sidecar-injector-warn',
     ]);
     expect(objs.every((o) => o.apiVersion === 'admissionregistration.k8s.io/v1')).toBe(true);
-    const [enabled, enabledBinding, other, otherBinding, warn, warnBinding] = objs as [PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject];
-    // The warnings the webhook gives a pod that asked: only pods with a wish are even looked at.
-    expect((warn.spec as { matchConditions: { name: string }[] }).matchConditions.map((c) => c.name)).toEqual(['sidecar-injector-wish']);
-    expect((warnBinding.spec as { validationActions: string[] }).validationActions).toEqual(['Warn']);
+    const selector = (b: PolicyObject) => (b.spec as { matchResources: { namespaceSelector: { matchExpressions: { key: string; operator: string }[] } } }).matchResources.namespaceSelector.matchExpressions;
+    const [enabled, enabledBinding, other, otherBinding, warnEnabled, warnEnabledBinding, warn, warnBinding] = objs as [PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject, PolicyObject];
+    // The webhook's warnings, to the pods the webhook is sent: split the same way, so a pod that does not ask is not even looked at.
+    expect(specOf(warnEnabled).matchConditions).toBeUndefined();
+    expect(specOf(warn).matchConditions).toEqual(matchConditionsFor(config));
+    for (const b of [warnEnabledBinding, warnBinding]) expect((b.spec as { validationActions: string[] }).validationActions).toEqual(['Warn']);
+    expect(selector(warnEnabledBinding)).toEqual(selector(enabledBinding));
+    expect(selector(warnBinding)).toEqual(selector(otherBinding));
     expect(specOf(enabled).matchConditions).toBeUndefined();
     expect(specOf(other).matchConditions).toEqual(matchConditionsFor(config));
-    const selector = (b: PolicyObject) => (b.spec as { matchResources: { namespaceSelector: { matchExpressions: { key: string; operator: string }[] } } }).matchResources.namespaceSelector.matchExpressions;
     expect(selector(enabledBinding).find((e) => e.key === 'sidecar-injector.io/injection')!.operator).toBe('In');
     expect(selector(otherBinding).find((e) => e.key === 'sidecar-injector.io/injection')!.operator).toBe('NotIn');
     expect(selector(otherBinding).find((e) => e.key === 'kubernetes.io/metadata.name')).toMatchObject({ operator: 'NotIn' });
@@ -159,11 +164,11 @@ describe('sidecar-injector policy', () => {
     (await import('node:fs')).writeFileSync(file, POLICY_YAML);
     const yaml = await runCli(['policy', '--config', file]);
     expect(yaml.code).toBe(0);
-    expect(yaml.stdout.match(/^kind: /gm)).toHaveLength(6);
+    expect(yaml.stdout.match(/^kind: /gm)).toHaveLength(8);
     const json = await runCli(['policy', '--config', file, '-o', 'json', '--name', 'logs', '--kube-version', '1.35']);
     const list = JSON.parse(json.stdout) as { kind: string; items: PolicyObject[] };
     expect(list.kind).toBe('List');
-    expect(list.items.map((o) => o.metadata.name)).toEqual(['logs-namespaces', 'logs-namespaces', 'logs', 'logs', 'logs-warn', 'logs-warn']);
+    expect(list.items.map((o) => o.metadata.name)).toEqual(['logs-namespaces', 'logs-namespaces', 'logs', 'logs', 'logs-warn-namespaces', 'logs-warn-namespaces', 'logs-warn', 'logs-warn']);
     expect(list.items[0]!.apiVersion).toBe('admissionregistration.k8s.io/v1beta1');
     const example = await runCli(['policy', '--config', 'config/example.yaml']);
     expect(example.code).toBe(0);

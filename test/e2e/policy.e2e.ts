@@ -2,7 +2,7 @@
  * Policy mode on a real kube-apiserver 1.36 (issue 23): the pods the API
  * server stores through the compiled MutatingAdmissionPolicies equal the pods
  * it stores through the webhook with the same config, field by field. The
- * chart is installed with the config below; the policies from `policy` for
+ * chart is installed with test/helpers/policy-cases.ts's config; the policies from `policy` for
  * the chart's own ConfigMap are applied beside it. Namespaces labelled
  * `e2e-mode=policy` are the policies' (the webhook's configuration leaves
  * them out); the others the webhook's. Every case is created once in each.
@@ -14,23 +14,9 @@ import { pod as generatedPod } from '../helpers/arbitraries.js';
 import type { ApiServer } from './apiserver.js';
 import { installed, type Install } from './install.js';
 import { eventually, namespace, pod, type Pod } from './pods.js';
+import { CONFIG, overrideCases, POLICY_CASES } from '../helpers/policy-cases.js';
 
 const MODE = 'e2e-mode';
-/** The chart's example config (per-pod overrides included) plus a regular sidecar with an init container, app mounts and selectors. */
-const CONFIG = {
-  neverInjectSelector: [{ matchLabels: { team: 'batch' } }],
-  alwaysInjectSelector: [{ matchExpressions: [{ key: 'example.com/owner', operator: 'Exists' }] }],
-  profiles: {
-    exporter: {
-      nativeSidecar: false,
-      containers: [{ name: 'exporter', image: 'nginx/nginx-prometheus-exporter:1.4.0', ports: [{ name: 'metrics', containerPort: 9113 }] }],
-      initContainers: [{ name: 'setup', image: 'busybox:1.36', command: ['sh', '-c', 'true'] }],
-      volumes: [{ name: 'exporter-cache', emptyDir: {} }],
-      appVolumeMounts: [{ name: 'exporter-cache', mountPath: '/var/cache/exporter', readOnly: true }],
-      overrides: { resources: false, imageRegistries: [] },
-    },
-  },
-};
 
 let kas: ApiServer;
 let install: Install;
@@ -86,25 +72,7 @@ async function twin(name: string, p: V1Pod, enabled: boolean): Promise<{ created
 }
 
 describe('the same pods through the policy as through the webhook (kube-apiserver 1.36)', () => {
-  const ask = (value: string) => ({ annotations: { 'sidecar-injector.io/inject': value } });
-  it.each<[string, V1Pod, boolean, boolean]>([
-    ['asks for the default profiles', pod('', 'x', ask('true')), false, true],
-    ['asks by label', pod('', 'x', { labels: { 'sidecar-injector.io/inject': 'true' } }), false, true],
-    ['asks for two profiles, one unknown, one twice', pod('', 'x', ask(' exporter, nope ,log-shipper,exporter')), false, true],
-    ['asks for an unknown profile only', pod('', 'x', ask('nope')), false, false],
-    ['does not ask', pod('', 'x'), false, false],
-    ['does not ask, namespace enabled', pod('', 'x'), true, true],
-    ['says no, namespace enabled', pod('', 'x', ask('false')), true, false],
-    ['neverInjectSelector wins over asking', pod('', 'x', { labels: { team: 'batch' }, annotations: { 'sidecar-injector.io/inject': 'true' } }), false, false],
-    ['alwaysInjectSelector', pod('', 'x', { labels: { 'example.com/owner': 'shop' } }), false, true],
-    ['a container name that collides: skipped', { ...pod('', 'x', ask('exporter')), spec: { containers: [{ name: 'exporter', image: 'nginx' }] } }, false, false],
-    ['a port that collides: skipped', { ...pod('', 'x', ask('exporter')), spec: { containers: [{ name: 'web', image: 'nginx', ports: [{ containerPort: 9113 }] }] } }, false, false],
-    ['has init containers and volumes of its own', { ...pod('', 'x', ask('log-shipper,exporter')), spec: { initContainers: [{ name: 'migrate', image: 'busybox' }], containers: [{ name: 'web', image: 'nginx', volumeMounts: [{ name: 'data', mountPath: '/data' }] }], volumes: [{ name: 'data', emptyDir: {} }] } }, false, true],
-    ['overrides: an allowed image, a lowered cpu limit, a memory request above the limit (refused)', pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'true', 'sidecar-injector.io/log-shipper.image': ' cr.fluentbit.io/fluent/fluent-bit:3.3.0 ', 'sidecar-injector.io/log-shipper.cpu-limit': '150m', 'sidecar-injector.io/log-shipper.memory-request': '1Gi' } }), false, true],
-    ['overrides: a registry only by prefix, a limit under the request (it yields), a negative and a garbled quantity', pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'true', 'sidecar-injector.io/log-shipper.image': 'cr.fluentbit.io/fluentevil/x:1', 'sidecar-injector.io/log-shipper.memory-limit': '16Mi', 'sidecar-injector.io/log-shipper.cpu-request': '-1', 'sidecar-injector.io/log-shipper.cpu-limit': '1e3x' } }), false, true],
-    ['overrides: a request in exponent form, the exact profile value, a profile that allows none', pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'log-shipper,exporter', 'sidecar-injector.io/log-shipper.cpu-request': '1e-2', 'sidecar-injector.io/log-shipper.memory-limit': '128Mi', 'sidecar-injector.io/exporter.image': 'cr.fluentbit.io/fluent/x:1' } }), false, true],
-    ['no service-account token', { ...pod('', 'x', ask('true')), spec: { automountServiceAccountToken: false, containers: [{ name: 'web', image: 'nginx' }] } }, false, true],
-  ])('%s', async (title, p, enabled, expectInjected) => {
+  it.each(POLICY_CASES)('%s', async (title, p, enabled, expectInjected) => {
     const name = title.toLowerCase().replace(/[^a-z0-9]+/g, '-').slice(0, 50).replace(/^-|-$/g, '');
     expect(await twin(name, p, enabled)).toEqual({ created: true, injected: expectInjected });
   });
@@ -123,17 +91,14 @@ describe('the same pods through the policy as through the webhook (kube-apiserve
   }, 600_000);
 
   it('over generated override annotations (fast-check)', async () => {
-    const value = fc.constantFrom('cr.fluentbit.io/fluent/fluent-bit:3.3.0', 'cr.fluentbit.io/fluent', 'cr.fluentbit.io/fluentd:1', 'docker.io/x', ' cr.fluentbit.io/fluent/a@sha256:00 ', '5m', '10m', '200m', '2', '0.5', '1e3', '64Mi', '128Mi', '1Gi', '-1', '', 'x', '1.5Gi', '.5');
-    const key = fc.constantFrom('image', 'cpu-request', 'cpu-limit', 'memory-request', 'memory-limit');
-    const overrides = fc.dictionary(key.map((k) => `sidecar-injector.io/log-shipper.${k}`), value, { minKeys: 1, maxKeys: 5 });
-    const cases = fc.sample(overrides, { seed: 20261131, numRuns: Number(process.env.E2E_POLICY_OVERRIDES ?? 100) });
+    const cases = overrideCases(20261131, Number(process.env.E2E_POLICY_OVERRIDES ?? 100));
     for (const [i, annotations] of cases.entries()) {
       expect((await twin(`ov-${i}`, pod('', 'x', { annotations: { 'sidecar-injector.io/inject': 'true', ...annotations } }), false)).injected).toBe(true);
     }
   }, 600_000);
 
   it('a pod already injected is not injected again (the policy runs again on reinvocation: the status annotation guards it)', async () => {
-    const p = await create('policy-plain', pod('', 'twice', ask('true')));
+    const p = await create('policy-plain', pod('', 'twice', { annotations: { 'sidecar-injector.io/inject': 'true' } }));
     expect(p!.spec.initContainers!.filter((c) => c.name === 'log-shipper')).toHaveLength(1);
     expect(p!.spec.volumes!.filter((v) => v.name === 'app-logs')).toHaveLength(1);
   });

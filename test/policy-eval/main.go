@@ -13,6 +13,10 @@
 //
 // Output (stdout, JSON): {"results": [{"pod", "error", "warnings", "webhook", "webhookError"}]}.
 // A policy that does not compile fails the pods it matches, as on the API server.
+//
+// With -normalize: {"pods": [Pod]} in, the same pods out as the API server encodes them in
+// an AdmissionReview (through the Go types: empty lists and unknown fields gone), which is
+// what a webhook computes its patch against.
 package main
 
 import (
@@ -176,10 +180,10 @@ type recorder struct{ warnings []string }
 func (r *recorder) AddWarning(agent, text string) { r.warnings = append(r.warnings, text) }
 
 // The ServiceAccount admission plugin lives in k8s.io/kubernetes, which Debian does not
-// package. For pods that already passed it (the cases carry its volume and app mounts),
-// what it does again on reinvocation is to mount the `kube-api-access-*` volume, readOnly,
-// at the token path in every container and init container without a mount there
-// (plugin/pkg/admission/serviceaccount/admission.go, mountServiceAccountToken).
+// package. The cases are pods as mutating policies and webhooks see them, after its first
+// pass; what it does again when the chain is reinvoked is to mount the `kube-api-access-*`
+// volume, readOnly, at the token path in every container and init container without a
+// mount there (plugin/pkg/admission/serviceaccount/admission.go, mountServiceAccountToken).
 type serviceAccountMounts struct{}
 
 const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -187,7 +191,7 @@ const tokenPath = "/var/run/secrets/kubernetes.io/serviceaccount"
 func (serviceAccountMounts) Handles(admission.Operation) bool { return true }
 func (serviceAccountMounts) Admit(_ context.Context, a admission.Attributes, _ admission.ObjectInterfaces) error {
 	pod, ok := a.GetObject().(*corev1.Pod)
-	if !ok {
+	if !ok || !a.GetReinvocationContext().IsReinvoke() {
 		return nil
 	}
 	mountTokenVolume(pod)
@@ -340,12 +344,15 @@ func admit(pod *corev1.Pod, chain admission.MutationInterface, validator admissi
 	if err != nil {
 		return nil, rec.warnings, err
 	}
-	return attrs.GetObject().(*corev1.Pod), rec.warnings, nil
+	stored := attrs.GetObject().(*corev1.Pod)
+	// A patched object is decoded afresh, without its TypeMeta; the API server sets it on output.
+	stored.APIVersion, stored.Kind = "v1", "Pod"
+	return stored, rec.warnings, nil
 }
 
 // applyWebhookPatch is the webhook path: the patch applied by the API server's library
-// (admission/plugin/webhook/mutating/dispatcher.go), decoded into the Pod type, then the
-// ServiceAccount plugin's second pass.
+// (admission/plugin/webhook/mutating/dispatcher.go), decoded into the Pod type, then, if
+// the patch changed anything, the ServiceAccount plugin's pass on reinvocation.
 func applyWebhookPatch(pod *corev1.Pod, ops json.RawMessage) (*corev1.Pod, error) {
 	patch, err := jsonpatch.DecodePatch(ops)
 	if err != nil {
@@ -363,8 +370,27 @@ func applyWebhookPatch(pod *corev1.Pod, ops json.RawMessage) (*corev1.Pod, error
 	if err := json.Unmarshal(patched, next); err != nil {
 		return nil, fmt.Errorf("decoding the patched pod: %w", err)
 	}
-	mountTokenVolume(next)
+	if len(patch) > 0 {
+		mountTokenVolume(next)
+	}
 	return next, nil
+}
+
+func normalize(raw []byte) (map[string]any, error) {
+	var in struct {
+		Pods []json.RawMessage `json:"pods"`
+	}
+	if err := strict(raw, &in, "input"); err != nil {
+		return nil, err
+	}
+	pods := make([]*corev1.Pod, len(in.Pods))
+	for i, p := range in.Pods {
+		pods[i] = &corev1.Pod{}
+		if err := strict(p, pods[i], fmt.Sprintf("pods[%d]", i)); err != nil {
+			return nil, err
+		}
+	}
+	return map[string]any{"pods": pods}, nil
 }
 
 func main() {
@@ -373,17 +399,21 @@ func main() {
 		fmt.Fprintln(os.Stderr, "policy-eval: reading stdin:", err)
 		os.Exit(2)
 	}
-	var in input
-	if err := strict(raw, &in, "input"); err != nil {
-		fmt.Fprintln(os.Stderr, "policy-eval:", err)
-		os.Exit(2)
+	var out map[string]any
+	if len(os.Args) > 1 && os.Args[1] == "-normalize" {
+		out, err = normalize(raw)
+	} else {
+		var in input
+		if err = strict(raw, &in, "input"); err == nil {
+			var results []caseOut
+			results, err = run(in)
+			out = map[string]any{"results": results}
+		}
 	}
-	results, err := run(in)
+	if err == nil {
+		err = json.NewEncoder(os.Stdout).Encode(out)
+	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "policy-eval:", err)
-		os.Exit(1)
-	}
-	if err := json.NewEncoder(os.Stdout).Encode(map[string]any{"results": results}); err != nil {
 		fmt.Fprintln(os.Stderr, "policy-eval:", err)
 		os.Exit(1)
 	}

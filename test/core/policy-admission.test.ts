@@ -1,0 +1,263 @@
+/**
+ * Policy mode proven in CI with Kubernetes' own admission code (issue 23):
+ * the policies `policy` compiles are run by k8s.io/apiserver's
+ * MutatingAdmissionPolicy and ValidatingAdmissionPolicy plugins (the Go
+ * harness in test/policy-eval, from Debian's packages), and every pod they
+ * admit is compared with the same pod through the webhook's pipeline, whose
+ * patch the harness applies with the API server's JSON patch library. Over the
+ * shared cases, fast-check pods and configs, and generated overrides: the same
+ * pod out, refused by both or neither, the same kinds of warning. Where the
+ * API server itself is needed (its defaulting, the ServiceAccount plugin, the
+ * policies' validation) it is test/e2e/policy.e2e.ts, on a real 1.36.
+ */
+import { beforeAll, describe, expect, it } from '@jest/globals';
+import fc from 'fast-check';
+import { stringify } from 'yaml';
+import type { V1Pod } from '@kubernetes/client-node';
+import { compilePolicy, type PolicyObject } from '../../src/core/policy.js';
+import { mutate } from '../../src/core/mutate.js';
+import { parseReview } from '../../src/core/review.js';
+import type { CompiledConfig } from '../../src/core/config.js';
+import { config as generatedConfig, pod as generatedPod } from '../helpers/arbitraries.js';
+import { compile, TEST_CONFIG_YAML } from '../helpers/configs.js';
+import { admissionReview } from '../helpers/fixtures.js';
+import { chartConfig, overrideCases, POLICY_CASES } from '../helpers/policy-cases.js';
+import { asEncoded, evaluate, namespaceObject, policyEvalBinary, type EvalResult } from '../helpers/policy-eval.js';
+import { apiServerDefaults, serviceAccountPlugin } from '../fake-apiserver/admission-chain.js';
+import { decodePatch } from '../helpers/patch-engine.js';
+import { conditionsHold } from '../helpers/cel.js';
+import { matchConditionsFor } from '../../src/core/match-conditions.js';
+
+const V136 = { major: 1, minor: 36 };
+/** 1.36 has native sidecars and matchConditions: what the webhook would be told by the cluster. */
+const SERVER = { nativeSidecars: true, matchConditions: true };
+const RUNS = Number(process.env.PROPERTY_RUNS ?? 100);
+
+/** Namespaces for every namespace rule: plain, labelled enabled or disabled, and excluded. */
+const NAMESPACES: Record<string, Record<string, string>> = {
+  plain: {},
+  enabled: { 'sidecar-injector.io/injection': 'enabled' },
+  disabled: { 'sidecar-injector.io/injection': 'disabled' },
+  'kube-system': { 'sidecar-injector.io/injection': 'enabled' },
+};
+const NAMESPACE_NAMES = Object.keys(NAMESPACES);
+
+interface Case {
+  title: string;
+  namespace: string;
+  pod: V1Pod;
+}
+
+interface WebhookAnswer {
+  patch?: unknown[];
+  denied?: string;
+  warnings: string[];
+}
+
+/** The pod a controller posts, as policies and webhooks see it: the API server's defaults, then the ServiceAccount plugin. */
+function admitted(p: V1Pod, namespace: string): V1Pod {
+  const body = structuredClone(p);
+  body.metadata = { ...body.metadata, namespace };
+  return serviceAccountPlugin(apiServerDefaults(body));
+}
+
+/**
+ * Whether the API server calls the webhook for the pod, by the chart's webhook configuration: its
+ * namespaceSelector (excluded namespaces; the two entries split by the `enabled` label), objectSelector (a pod
+ * labelled inject=false, when pods may opt out) and, outside enabled namespaces, the matchConditions.
+ */
+function webhookCalled(config: CompiledConfig, c: Case): boolean {
+  if (config.excludedNamespaces.has(c.namespace)) return false;
+  if (config.config.allowPodOptOut && c.pod.metadata?.labels?.[config.keys.inject] === 'false') return false;
+  return NAMESPACES[c.namespace]![config.keys.namespaceInjection] === 'enabled' || conditionsHold(matchConditionsFor(config), c.pod);
+}
+
+/** The webhook's whole pipeline for one pod it is sent (parse, decide, inject, final-pod check, response). */
+function webhook(config: CompiledConfig, c: Case): WebhookAnswer {
+  if (!webhookCalled(config, c)) return { patch: [], warnings: [] };
+  const parsed = parseReview(admissionReview(c.pod, { namespace: c.namespace }));
+  if (!parsed.ok) throw new Error(parsed.error);
+  const r = mutate(parsed.review, { config, namespaceLabels: (ns) => NAMESPACES[ns], server: SERVER });
+  if (!r.ok) throw new Error(`${c.title}: ${r.error}`);
+  const { response } = r.review;
+  const warnings = response.warnings ?? [];
+  if (!response.allowed) return { denied: response.status?.message ?? '', warnings };
+  return { patch: response.patch ? decodePatch(response.patch) : [], warnings };
+}
+
+function policyObjects(config: CompiledConfig): PolicyObject[] {
+  const r = compilePolicy(config, 'sidecar-injector', V136);
+  if (!r.ok) throw new Error(`the config does not compile to a policy:\n${r.problems.join('\n')}`);
+  return r.objects;
+}
+
+interface Outcome {
+  c: Case;
+  webhook: WebhookAnswer;
+  policy: EvalResult;
+}
+
+async function bothModes(config: CompiledConfig, given: Case[], objects = policyObjects(config)): Promise<Outcome[]> {
+  const encoded = await asEncoded(given.map((c) => c.pod));
+  const cases = given.map((c, i) => ({ ...c, pod: encoded[i]! }));
+  const answers = cases.map((c) => webhook(config, c));
+  const results = await evaluate({
+    objects,
+    namespaces: Object.entries(NAMESPACES).map(([n, labels]) => namespaceObject(n, labels)),
+    cases: cases.map((c, i) => ({ namespace: c.namespace, pod: c.pod, ...(answers[i]!.denied === undefined ? { webhookPatch: answers[i]!.patch } : {}) })),
+  });
+  return cases.map((c, i) => ({ c, webhook: answers[i]!, policy: results[i]! }));
+}
+
+/**
+ * Warnings by kind. The policy's are ValidatingAdmissionPolicy messages (the API server prefixes them with
+ * the policy's names and cannot put the pod's own words in them); override refusals are the webhook's only
+ * (docs/design-notes.md).
+ */
+function warningKinds(warnings: string[], from: 'webhook' | 'policy'): string[] {
+  const kinds = warnings.flatMap((w): string[] => {
+    if (/override .* refused/.test(w)) return from === 'webhook' ? [] : ['override refused'];
+    if (/unknown sidecar profile/.test(w)) return ['unknown profile'];
+    if (/sidecar injection (skipped|denied)/.test(w)) return ['not injected'];
+    if (/pods may not opt out here/.test(w)) return ['opt-out ignored'];
+    return [w];
+  });
+  return [...new Set(kinds)].sort();
+}
+
+const isInjected = (p: V1Pod | undefined) => p?.metadata?.annotations?.['sidecar-injector.io/status'] !== undefined;
+
+/** The same outcome through the policies as through the webhook; returns whether the pod was injected. */
+function expectSameOutcome({ c, webhook: w, policy }: Outcome): boolean {
+  const at = `${c.title} (namespace ${c.namespace})`;
+  if (w.denied !== undefined) {
+    expect({ at, refused: policy.error ?? 'admitted' }).toEqual({ at, refused: expect.stringContaining('sidecar injection denied') });
+    return false;
+  }
+  expect({ at, error: policy.error, webhookError: policy.webhookError }).toEqual({ at, error: undefined, webhookError: undefined });
+  // The API server defaults both before it stores them (its defaulting is not in Debian's packages: the fake's table).
+  expect({ at, pod: apiServerDefaults(policy.pod!) }).toEqual({ at, pod: apiServerDefaults(policy.webhook!) });
+  expect({ at, warnings: warningKinds(policy.warnings, 'policy') }).toEqual({ at, warnings: warningKinds(w.warnings, 'webhook') });
+  return isInjected(policy.pod);
+}
+
+beforeAll(() => {
+  // Minutes the first time on a machine (Debian's packages, then the Go build); then cached.
+  policyEvalBinary();
+}, 15 * 60_000);
+
+describe('policy mode through Kubernetes\' own admission code (k8s.io/apiserver, Debian)', () => {
+  const chart = compile(stringify(chartConfig()));
+
+  it('the shared cases: the same pods as the webhook, and injected where they should be', async () => {
+    const cases = POLICY_CASES.map(([title, p, enabled]) => ({ title, namespace: enabled ? 'enabled' : 'plain', pod: admitted(p, enabled ? 'enabled' : 'plain') }));
+    const outcomes = await bothModes(chart, cases);
+    expect(outcomes.map((o) => [o.c.title, expectSameOutcome(o)])).toEqual(POLICY_CASES.map(([title, , , injected]) => [title, injected]));
+  });
+
+  it('a pod already injected gets nothing more (the policy runs again on reinvocation; the status annotation guards it)', async () => {
+    const [first] = await bothModes(chart, [{ title: 'first', namespace: 'plain', pod: admitted(POLICY_CASES[0]![1], 'plain') }]);
+    const injected = first!.policy.pod!;
+    expect(isInjected(injected)).toBe(true);
+    const [again] = await bothModes(chart, [{ title: 'again', namespace: 'plain', pod: injected }]);
+    expect(again!.policy.pod).toEqual(injected);
+    expect(expectSameOutcome(again!)).toBe(true);
+  });
+
+  it.each([
+    ['the chart\'s config', () => chart],
+    ['the tests\' config (a native sidecar profile with an init container, resource overrides)', () => compile(TEST_CONFIG_YAML)],
+  ])('fast-check pods in every kind of namespace, %s', async (_, config) => {
+    const pods = fc.sample(generatedPod, { seed: 20261130, numRuns: 3 * RUNS });
+    const cases = pods.map((p, i) => {
+      // The API server refuses ephemeral containers on create.
+      if (p.spec) delete p.spec.ephemeralContainers;
+      const namespace = NAMESPACE_NAMES[i % NAMESPACE_NAMES.length]!;
+      return { title: `generated pod ${i}: ${JSON.stringify(p)}`, namespace, pod: { ...p, metadata: { ...p.metadata, namespace } } };
+    });
+    const injected = (await bothModes(config(), cases)).filter(expectSameOutcome).length;
+    // Enough of them injected for the comparison to mean something.
+    expect(injected).toBeGreaterThan(cases.length / 10);
+  }, 120_000);
+
+  it('generated overrides on the chart\'s log shipper (images by registry, quantities in every form)', async () => {
+    const cases = overrideCases(20261131, 2 * RUNS).map((annotations, i) => ({
+      title: `overrides ${JSON.stringify(annotations)}`,
+      namespace: 'plain',
+      pod: admitted({ ...POLICY_CASES[0]![1], metadata: { ...POLICY_CASES[0]![1].metadata, name: `ov-${i}`, annotations: { 'sidecar-injector.io/inject': 'true', ...annotations } } }, 'plain'),
+    }));
+    expect((await bothModes(chart, cases)).every(expectSameOutcome)).toBe(true);
+  }, 120_000);
+
+  it('fast-check configs, each with fast-check pods (refused configs say why, and are few)', async () => {
+    const configs = fc.sample(generatedConfig, { seed: 20261201, numRuns: Math.ceil(RUNS / 3) });
+    const pods = fc.sample(generatedPod, { seed: 20261202, numRuns: configs.length * 12 });
+    let compiled = 0;
+    let injected = 0;
+    for (const [n, config] of configs.entries()) {
+      const r = compilePolicy(config, 'sidecar-injector', V136);
+      if (!r.ok) {
+        expect(r.problems.length).toBeGreaterThan(0);
+        continue;
+      }
+      compiled += 1;
+      const cases = pods.slice(n * 12, n * 12 + 12).map((p, i) => {
+        if (p.spec) delete p.spec.ephemeralContainers;
+        const namespace = NAMESPACE_NAMES[i % NAMESPACE_NAMES.length]!;
+        return { title: `config ${n} ${stringify(config.config)}\npod ${i}: ${JSON.stringify(p)}`, namespace, pod: { ...p, metadata: { ...p.metadata, namespace } } };
+      });
+      injected += (await bothModes(config, cases, r.objects)).filter(expectSameOutcome).length;
+    }
+    expect(compiled).toBeGreaterThan(configs.length / 2);
+    expect(injected).toBeGreaterThan(0);
+  }, 300_000);
+
+  it('onConflict: deny — a conflicting pod is refused by both; the others are injected as the webhook injects them', async () => {
+    const deny = compile(stringify({ ...chartConfig(), onConflict: 'deny' }));
+    const conflicting = admitted(POLICY_CASES[0]![1], 'plain');
+    conflicting.spec!.containers.push({ name: 'log-shipper', image: 'mine:1' });
+    const outcomes = await bothModes(deny, [
+      { title: 'conflicting', namespace: 'plain', pod: conflicting },
+      { title: 'fine', namespace: 'plain', pod: admitted(POLICY_CASES[0]![1], 'plain') },
+    ]);
+    expect(outcomes.map(expectSameOutcome)).toEqual([false, true]);
+    expect(outcomes[0]!.webhook.denied).toContain('conflict: container name "log-shipper" is used twice');
+  });
+});
+
+describe('what the harness catches (so that its silence means something)', () => {
+  const chart = compile(stringify(chartConfig()));
+  const objects = () => structuredClone(policyObjects(chart));
+  const asks: Case = { title: 'asks', namespace: 'plain', pod: admitted(POLICY_CASES[0]![1], 'plain') };
+  const patchOf = (o: PolicyObject) => (o.spec as { mutations: { jsonPatch: { expression: string } }[] }).mutations[0]!.jsonPatch;
+
+  it('a misspelt field in an Object{} initializer: accepted as a policy, then every pod it matches fails', async () => {
+    const broken = objects();
+    const policy = broken.find((o) => o.kind === 'MutatingAdmissionPolicy' && o.metadata.name === 'sidecar-injector')!;
+    expect(patchOf(policy).expression).toContain('"restartPolicy": dyn(');
+    patchOf(policy).expression = patchOf(policy).expression.replace('"restartPolicy": dyn(', '"restartPolicyy": dyn(');
+    const [o] = await bothModes(chart, [asks], broken);
+    expect(o!.policy.error).toMatch(/restartPolicyy/);
+  });
+
+  it('an expression that does not type-check fails the pods the policy matches, with the compile error', async () => {
+    const broken = objects();
+    const policy = broken.find((o) => o.kind === 'MutatingAdmissionPolicy' && o.metadata.name === 'sidecar-injector')!;
+    const variables = (policy.spec as { variables: { name: string; expression: string }[] }).variables;
+    variables[0]!.expression = `${variables[0]!.expression} + 1`;
+    const [o] = await bothModes(chart, [asks], broken);
+    expect(o!.policy.error).toMatch(/compil|no matching overload|found no matching/i);
+  });
+
+  it('a webhook patch that the policy does not match shows as a different pod', async () => {
+    const [o] = await bothModes(chart, [asks]);
+    const w = webhook(chart, asks);
+    const changed = await evaluate({
+      objects: policyObjects(chart),
+      namespaces: [namespaceObject('plain')],
+      cases: [{ namespace: 'plain', pod: asks.pod, webhookPatch: [...w.patch!, { op: 'add', path: '/metadata/labels/extra', value: 'x' }] }],
+    });
+    expect(apiServerDefaults(changed[0]!.webhook!)).not.toEqual(apiServerDefaults(o!.policy.pod!));
+    expect(apiServerDefaults(o!.policy.webhook!)).toEqual(apiServerDefaults(o!.policy.pod!));
+  });
+});

@@ -1,0 +1,71 @@
+/**
+ * Kubernetes' own admission code for policy mode: the Go harness in
+ * test/policy-eval (k8s.io/apiserver's MutatingAdmissionPolicy and
+ * ValidatingAdmissionPolicy plugins, from Debian's packages), built once per
+ * machine by its build.sh. There is no other engine to fall back on: without
+ * Debian's packages the tests that use it fail, saying why.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { V1Pod } from '@kubernetes/client-node';
+
+const BUILD = fileURLToPath(new URL('../policy-eval/build.sh', import.meta.url));
+
+export interface EvalCase {
+  namespace: string;
+  pod: V1Pod;
+  /** The webhook's JSON patch for the same pod ([] when it allowed without one); left out when it refused the pod. */
+  webhookPatch?: unknown[];
+}
+
+export interface EvalResult {
+  /** The pod as the API server would store it through the policies (before its defaulting), unless refused. */
+  pod?: V1Pod;
+  error?: string;
+  warnings: string[];
+  /** The pod with the webhook's patch applied by the API server's JSON patch library, through the same types. */
+  webhook?: V1Pod;
+  webhookError?: string;
+}
+
+let binary: string | undefined;
+/** Builds the harness (minutes the first time on a machine: Debian's packages, then the Go build). */
+export function policyEvalBinary(): string {
+  if (binary) return binary;
+  const r = spawnSync('bash', [BUILD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 15 * 60_000 });
+  if (r.status !== 0) throw new Error(`building test/policy-eval failed (bash ${BUILD}):\n${r.stderr}${r.error ? String(r.error) : ''}`);
+  binary = r.stdout.trim().split('\n').pop()!;
+  return binary;
+}
+
+/** A namespace as the API server stores it (it adds the name label itself). */
+export function namespaceObject(name: string, labels: Record<string, string> = {}): Record<string, unknown> {
+  return { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { ...labels, 'kubernetes.io/metadata.name': name } } };
+}
+
+/** One harness run: the policy objects in force, the namespaces, the pods created. */
+export async function evaluate(input: { objects: unknown[]; namespaces: unknown[]; cases: EvalCase[] }): Promise<EvalResult[]> {
+  return ((await runHarness([], input)) as { results: EvalResult[] }).results;
+}
+
+/** The pods as the API server encodes them in an AdmissionReview: through its Go types (empty lists, unknown fields gone). */
+export async function asEncoded(pods: V1Pod[]): Promise<V1Pod[]> {
+  return ((await runHarness(['-normalize'], { pods })) as { pods: V1Pod[] }).pods;
+}
+
+function runHarness(args: string[], input: unknown): Promise<unknown> {
+  const child = spawn(policyEvalBinary(), args, { stdio: ['pipe', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (b: Buffer) => out.push(b));
+  child.stderr.on('data', (b: Buffer) => err.push(b));
+  child.stdin.end(JSON.stringify(input));
+  return new Promise((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => {
+      // klog's informer lines (I/W1130 ...) are noise next to the harness's own error.
+      if (code !== 0) reject(new Error(`policy-eval exited ${code}: ${Buffer.concat(err).toString('utf8').split('\n').filter((l) => !/^[IW]\d{4} /.test(l)).join('\n')}`));
+      else resolve(JSON.parse(Buffer.concat(out).toString('utf8')));
+    });
+  });
+}
