@@ -40,13 +40,16 @@ import (
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
 	"k8s.io/apiserver/pkg/authentication/user"
+	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/client-go/discovery"
 	fakediscovery "k8s.io/client-go/discovery/fake"
+	"k8s.io/client-go/dynamic"
 	fakedynamic "k8s.io/client-go/dynamic/fake"
 	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/fake"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/openapi"
@@ -175,6 +178,17 @@ func (c clientset) Discovery() discovery.DiscoveryInterface {
 }
 func (discoveryWithOpenAPI) OpenAPIV3() openapi.Client { return openapitest.NewEmbeddedFileClient() }
 
+// policyPlugin is what both policy plugins take from kube-apiserver's plugin initializers.
+type policyPlugin interface {
+	SetExternalKubeClientSet(kubernetes.Interface)
+	SetExternalKubeInformerFactory(informers.SharedInformerFactory)
+	SetRESTMapper(meta.RESTMapper)
+	SetDynamicClient(dynamic.Interface)
+	SetDrainedNotification(<-chan struct{})
+	SetAuthorizer(authorizer.Authorizer)
+	ValidateInitialization() error
+}
+
 type recorder struct{ warnings []string }
 
 func (r *recorder) AddWarning(agent, text string) { r.warnings = append(r.warnings, text) }
@@ -261,25 +275,19 @@ func run(in input) ([]caseOut, error) {
 	}
 	// As kube-apiserver does: enabled by the feature gate (on by default in 1.36).
 	mutator.InspectFeatureGates(utilfeature.DefaultFeatureGate)
-	dynamic := fakedynamic.NewSimpleDynamicClient(runtime.NewScheme())
+	dynamicClient := fakedynamic.NewSimpleDynamicClient(runtime.NewScheme())
 	authz := authorizerfactory.NewAlwaysAllowAuthorizer()
-	mutator.SetExternalKubeClientSet(client)
-	mutator.SetExternalKubeInformerFactory(factory)
-	mutator.SetRESTMapper(mapper)
-	mutator.SetDynamicClient(dynamic)
-	mutator.SetDrainedNotification(stop)
-	mutator.SetAuthorizer(authz)
-	validator.SetExternalKubeClientSet(client)
-	validator.SetExternalKubeInformerFactory(factory)
-	validator.SetRESTMapper(mapper)
-	validator.SetDynamicClient(dynamic)
-	validator.SetDrainedNotification(stop)
-	validator.SetAuthorizer(authz)
-	if err := mutator.ValidateInitialization(); err != nil {
-		return nil, fmt.Errorf("MutatingAdmissionPolicy plugin: %w", err)
-	}
-	if err := validator.ValidateInitialization(); err != nil {
-		return nil, fmt.Errorf("ValidatingAdmissionPolicy plugin: %w", err)
+	// What kube-apiserver's plugin initializers hand them.
+	for name, p := range map[string]policyPlugin{"MutatingAdmissionPolicy": mutator, "ValidatingAdmissionPolicy": validator} {
+		p.SetExternalKubeClientSet(client)
+		p.SetExternalKubeInformerFactory(factory)
+		p.SetRESTMapper(mapper)
+		p.SetDynamicClient(dynamicClient)
+		p.SetDrainedNotification(stop)
+		p.SetAuthorizer(authz)
+		if err := p.ValidateInitialization(); err != nil {
+			return nil, fmt.Errorf("%s plugin: %w", name, err)
+		}
 	}
 	factory.Start(stop)
 	if !mutator.WaitForReady() || !validator.WaitForReady() {
