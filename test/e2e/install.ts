@@ -163,17 +163,19 @@ export class Install {
   }
 
   /**
-   * Policy mode beside the webhook: `policy` for the chart's own ConfigMap, applied with its bindings narrowed
-   * to namespaces labelled `label=policy` (install the chart with those left out of the webhook's selector).
+   * Policy mode beside the webhook: `policy` for the chart's own ConfigMap, applied as it is, or with its
+   * bindings narrowed to namespaces labelled `label=policy` (install the chart with those left out of the
+   * webhook's selector). Returns the objects' kinds and names.
    */
-  async applyPolicy(label: string): Promise<void> {
+  async applyPolicy(label?: string): Promise<{ kind: string; name: string }[]> {
     const file = join(this.root, 'policy-config.yaml');
     writeFileSync(file, (await this.configFiles())['config.yaml']!);
     const compiled = await runCli(['policy', '--config', file, '-o', 'json']);
     if (compiled.code !== 0) throw new Error(`policy: ${compiled.stderr}`);
-    const list = JSON.parse(compiled.stdout) as { items: { spec: { matchResources?: { namespaceSelector: { matchExpressions: unknown[] } } } }[] };
-    for (const o of list.items) o.spec.matchResources?.namespaceSelector.matchExpressions.push({ key: label, operator: 'In', values: ['policy'] });
+    const list = JSON.parse(compiled.stdout) as { items: { kind: string; metadata: { name: string }; spec: { matchResources?: { namespaceSelector: { matchExpressions: unknown[] } } } }[] };
+    if (label) for (const o of list.items) o.spec.matchResources?.namespaceSelector.matchExpressions.push({ key: label, operator: 'In', values: ['policy'] });
     this.kas.kubectl(['apply', '-f', '-'], JSON.stringify(list));
+    return list.items.map((o) => ({ kind: o.kind, name: o.metadata.name }));
   }
 
   async stop(): Promise<void> {
