@@ -150,7 +150,7 @@ const SCALARS: Record<string, (v: unknown) => boolean> = {
 };
 
 /** Every field of a core/v1 object, nested ones included: known, and of the right shape. */
-function checkCoreV1(r: Reader, v: Obj, type: string, at: Path): void {
+function checkCoreV1(r: Reader, v: Readonly<Obj>, type: string, at: Path): void {
   const fields = CORE_V1_TYPES[type] ?? {};
   for (const [key, value] of Object.entries(v)) {
     const shape = fields[key];
@@ -158,6 +158,13 @@ function checkCoreV1(r: Reader, v: Obj, type: string, at: Path): void {
       r.fail([...at, key], unknownField(key, Object.keys(fields)));
     } else if (value !== null) checkShape(r, value, shape, [...at, key]);
   }
+}
+
+/** A core/v1 object of `type` (`V1Container`, `V1Volume`, ...) checked field by field: `path: problem` lines, [] when sound. Pure. */
+export function coreV1Problems(value: Readonly<Record<string, unknown>>, type: string): string[] {
+  const r = new Reader();
+  checkCoreV1(r, value, type, []);
+  return r.problems.map((p) => `${formatPath(p.path)}: ${p.message}`);
 }
 
 function checkShape(r: Reader, value: unknown, shape: string, at: Path): void {

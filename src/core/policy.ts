@@ -36,6 +36,7 @@ import type { KubeVersion } from './kube-version.js';
 import { matchConditionsFor, selectorExpression, type MatchCondition } from './match-conditions.js';
 import type { WebhookScope } from './scope.js';
 import type { LabelSelector } from './selector.js';
+import { coreV1Problems } from '../config/schema.js';
 
 export interface PolicyObject {
   apiVersion: string;
@@ -97,6 +98,23 @@ function partsOf(p: Profile): ProfileParts {
     volumes: p.volumes,
     appMounts: p.appVolumeMounts,
   };
+}
+
+/**
+ * Every object the policy would carry, against core/v1's field table (the config's own): the API server takes
+ * a policy whose values have a field it does not know, then fails every pod the policy matches.
+ */
+function emittedFieldProblems(parts: Record<string, ProfileParts>): string[] {
+  const out: string[] = [];
+  for (const [name, p] of Object.entries(parts)) {
+    const check = (list: string, items: readonly object[], type: string) =>
+      items.forEach((x, i) => out.push(...coreV1Problems(x as Record<string, unknown>, type).map((problem) => `profiles.${name}: the policy's ${list}[${i}].${problem} (not compiled: the API server would fail every pod it matches)`)));
+    check('initContainers', p.initContainers, 'V1Container');
+    check('containers', p.containers, 'V1Container');
+    check('volumes', p.volumes, 'V1Volume');
+    check('appVolumeMounts', p.appMounts, 'V1VolumeMount');
+  }
+  return out;
 }
 
 /** What this release refuses, each with its config path and why. */
@@ -337,10 +355,10 @@ function namespaceSelector(compiled: CompiledConfig, operator: 'In' | 'NotIn'): 
 export function compilePolicy(compiled: CompiledConfig, name: string, version: KubeVersion): PolicyResult {
   const apiVersion = policyApiVersion(version);
   if (!apiVersion) return { ok: false, problems: [`--kube-version ${version.major}.${version.minor}: MutatingAdmissionPolicy needs Kubernetes 1.34 or later (v1beta1 on 1.34–1.35, v1 from 1.36)`] };
-  const refused = refusals(compiled);
+  const parts = Object.fromEntries(Object.entries(compiled.config.profiles).map(([n, p]) => [n, partsOf(p)]));
+  const refused = [...refusals(compiled), ...emittedFieldProblems(parts)];
   if (refused.length > 0) return { ok: false, problems: refused };
 
-  const parts = Object.fromEntries(Object.entries(compiled.config.profiles).map(([n, p]) => [n, partsOf(p)]));
   const labels = { 'app.kubernetes.io/managed-by': 'sidecar-injector', 'sidecar-injector.io/revision': compiled.revision };
   const overrides = overrideVariables(compiled);
   const variables = [...decisionVariables(compiled), ...overrides.variables, ...conflictVariables(parts)];

@@ -132,6 +132,21 @@ profiles:
     expect(partial.ok ? [] : partial.problems.map((p) => p.split(':')[0])).toEqual(['profiles.a.initContainers[0].resources', 'profiles.a.containers[0].resources']);
   });
 
+  it('checks every field it would emit against core/v1\'s field table: a field the API server does not know is refused, never sent', () => {
+    // The loader refuses such a profile already; a compiled config that slipped past it must still not compile.
+    const sound = compile(POLICY_YAML);
+    const broken = structuredClone(sound);
+    const profile = Object.values(broken.config.profiles)[0]!;
+    (profile.containers[0] as unknown as Record<string, unknown>).restartPolicyy = 'Always';
+    (profile.volumes[0] as unknown as Record<string, unknown>).emptyDir = { medium: [] };
+    const r = compilePolicy(broken, 'x', V136);
+    expect(r.ok ? [] : r.problems).toEqual([
+      expect.stringMatching(/^profiles\.log-shipper: the policy's (init)?[cC]ontainers\[\d\]\.restartPolicyy: unknown field \(did you mean restartPolicy\?\)/),
+      expect.stringMatching(/^profiles\.log-shipper: the policy's volumes\[0\]\.emptyDir\.medium: must be a string/),
+    ]);
+    expect(compilePolicy(sound, 'x', V136).ok).toBe(true);
+  });
+
   it('per-pod overrides are variables that judge each annotation as the webhook does: the registry at a path boundary, quantities, requests against the final limits', () => {
     const policy = objects(TEST_CONFIG_YAML)[2]!;
     const vars = Object.fromEntries(specOf(policy).variables.map((v) => [v.name, v.expression]));
