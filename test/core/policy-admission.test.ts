@@ -22,6 +22,7 @@ import { config as generatedConfig, pod as generatedPod } from '../helpers/arbit
 import { compile, TEST_CONFIG_YAML } from '../helpers/configs.js';
 import { admissionReview } from '../helpers/fixtures.js';
 import { chartConfig, overrideCases, POLICY_CASES } from '../helpers/policy-cases.js';
+import { pod } from '../e2e/pods.js';
 import { asEncoded, evaluate, namespaceObject, policyEvalBinary, type EvalResult } from '../helpers/policy-eval.js';
 import { apiServerDefaults, serviceAccountPlugin } from '../fake-apiserver/admission-chain.js';
 import { decodePatch } from '../helpers/patch-engine.js';
@@ -153,6 +154,17 @@ describe('policy mode through Kubernetes\' own admission code (k8s.io/apiserver,
     const cases = POLICY_CASES.map(([title, p, enabled]) => ({ title, namespace: enabled ? 'enabled' : 'plain', pod: admitted(p, enabled ? 'enabled' : 'plain') }));
     const outcomes = await bothModes(chart, cases);
     expect(outcomes.map((o) => [o.c.title, expectSameOutcome(o)])).toEqual(POLICY_CASES.map(([title, , , injected]) => [title, injected]));
+  });
+
+  it('a pod that does not ask, outside namespaces labelled enabled, costs no mutation at all (matchConditions keep it out)', async () => {
+    const quiet = [pod('', 'plain'), pod('', 'other', { labels: { team: 'web' }, annotations: { 'example.com/note': 'x' } })];
+    const asks = pod('', 'asks', { annotations: { 'sidecar-injector.io/inject': 'true' } });
+    const outcomes = await bothModes(chart, [...quiet, asks].map((p, i) => ({ title: `pod ${i}`, namespace: 'plain', pod: admitted(p, 'plain') })));
+    // By the mutating plugin's own counter (apiserver_mutating_admission_policy_check_total). A pod that asks is
+    // mutated, and mutated again when the chain runs a second time: the plugin re-invokes an IfNeeded policy
+    // after any policy of its ran (dispatcher.go marks every mutation dirty, even an empty patch).
+    expect(outcomes.map((o) => o.policy.policyMutations)).toEqual([0, 0, 2]);
+    expect(outcomes.map((o) => expectSameOutcome(o))).toEqual([false, false, true]);
   });
 
   it('a pod already injected gets nothing more (the policy runs again on reinvocation; the status annotation guards it)', async () => {

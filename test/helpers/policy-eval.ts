@@ -19,6 +19,8 @@ export interface EvalCase {
 }
 
 export interface EvalResult {
+  /** Mutations the MutatingAdmissionPolicy plugin ran for the pod (reinvocations included), by its own counter. */
+  policyMutations: number;
   /** The pod as the API server would store it through the policies (before its defaulting), unless refused. */
   pod?: V1Pod;
   error?: string;

@@ -54,6 +54,7 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/openapi"
 	"k8s.io/client-go/openapi/openapitest"
+	"k8s.io/component-base/metrics/legacyregistry"
 )
 
 type input struct {
@@ -69,11 +70,13 @@ type caseIn struct {
 }
 
 type caseOut struct {
-	Pod          *corev1.Pod `json:"pod,omitempty"`
-	Error        string      `json:"error,omitempty"`
-	Warnings     []string    `json:"warnings"`
-	Webhook      *corev1.Pod `json:"webhook,omitempty"`
-	WebhookError string      `json:"webhookError,omitempty"`
+	// Mutations the MutatingAdmissionPolicy plugin ran for the pod (its own apiserver_mutating_admission_policy_check_total).
+	PolicyMutations int         `json:"policyMutations"`
+	Pod             *corev1.Pod `json:"pod,omitempty"`
+	Error           string      `json:"error,omitempty"`
+	Warnings        []string    `json:"warnings"`
+	Webhook         *corev1.Pod `json:"webhook,omitempty"`
+	WebhookError    string      `json:"webhookError,omitempty"`
 }
 
 var (
@@ -308,6 +311,7 @@ func run(in input) ([]caseOut, error) {
 		webhookInput := pod.DeepCopy()
 
 		res := caseOut{Warnings: []string{}}
+		before := policyChecks()
 		stored, warnings, err := admit(pod.DeepCopy(), chain, validator, interfaces)
 		// The mutating plugin loads the kind's schema in the background after it starts
 		// (patch/typeconverter.go); until then it answers 503 for that kind.
@@ -315,6 +319,7 @@ func run(in input) ([]caseOut, error) {
 			time.Sleep(20 * time.Millisecond)
 			stored, warnings, err = admit(pod.DeepCopy(), chain, validator, interfaces)
 		}
+		res.PolicyMutations = policyChecks() - before
 		if err != nil {
 			res.Error = err.Error()
 		} else {
@@ -331,6 +336,23 @@ func run(in input) ([]caseOut, error) {
 		out[i] = res
 	}
 	return out, nil
+}
+
+// policyChecks reads the mutating policy plugin's own counter of mutations run, all policies summed.
+func policyChecks() int {
+	families, err := legacyregistry.DefaultGatherer.Gather()
+	if err != nil {
+		panic(err)
+	}
+	sum := 0.0
+	for _, f := range families {
+		if f.GetName() == "apiserver_mutating_admission_policy_check_total" {
+			for _, m := range f.GetMetric() {
+				sum += m.GetCounter().GetValue()
+			}
+		}
+	}
+	return int(sum)
 }
 
 var requester = &user.DefaultInfo{Name: "system:serviceaccount:kube-system:replicaset-controller", Groups: []string{"system:serviceaccounts", "system:authenticated"}}
