@@ -342,11 +342,12 @@ function patchExpression(compiled: CompiledConfig, parts: Record<string, Profile
   return `size(variables.profiles) == 0 || variables.conflict ? [] : ${steps.join(' + ')}`;
 }
 
-function namespaceSelector(compiled: CompiledConfig, operator: 'In' | 'NotIn'): LabelSelector {
+/** Every namespace but the excluded ones, and, with `operator`, those labelled `enabled` or the others (no operator: both). */
+function namespaceSelector(compiled: CompiledConfig, operator?: 'In' | 'NotIn'): LabelSelector {
   return {
     matchExpressions: [
       { key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...compiled.excludedNamespaces].sort() },
-      { key: compiled.keys.namespaceInjection, operator, values: ['enabled'] },
+      ...(operator ? [{ key: compiled.keys.namespaceInjection, operator, values: ['enabled'] }] : []),
     ],
   };
 }
@@ -435,8 +436,7 @@ function validatingObjects(compiled: CompiledConfig, name: string, variables: { 
   const out: PolicyObject[] = [];
   if (config.onConflict === 'deny') {
     const deny = `${name}-deny`;
-    const anyIncluded: LabelSelector = { matchExpressions: [{ key: 'kubernetes.io/metadata.name', operator: 'NotIn', values: [...compiled.excludedNamespaces].sort() }] };
-    out.push(vap(deny, [{ expression: `!(${injectable} && variables.conflict)`, message: `sidecar injection denied: ${CONFLICT} (onConflict: deny)`, reason: 'Invalid' }], []), binding(deny, 'Deny', anyIncluded));
+    out.push(vap(deny, [{ expression: `!(${injectable} && variables.conflict)`, message: `sidecar injection denied: ${CONFLICT} (onConflict: deny)`, reason: 'Invalid' }], []), binding(deny, 'Deny', namespaceSelector(compiled)));
   }
   const known = `[${Object.keys(config.profiles).map(str).join(', ')}]`;
   // Asked as readWish reads it: "true", or any name, known or not.
