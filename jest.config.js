@@ -12,4 +12,6 @@ export default {
     '^.+\\.ts$': ['ts-jest', { useESM: true, tsconfig: 'tsconfig.json' }],
   },
   testTimeout: 30000,
+  // kubectl, helm, promtool and the policy-eval harness at their pinned versions (scripts/tools.mjs).
+  globalSetup: '<rootDir>/test/setup/tools.mjs',
 };

@@ -1,6 +1,6 @@
 /**
  * The chart's ServiceMonitor, PrometheusRule and Grafana dashboard, checked
- * with the real tool: promtool (Debian's `prometheus` package) checks the
+ * with the real tool: promtool (pinned in tools/promtool/go.mod) checks the
  * rendered rules and runs a unit test per alert (fires when it should, not
  * when it should not); every dashboard query must parse as PromQL (checked
  * as a recording rule) and name only metrics the webhook exports.
@@ -15,7 +15,7 @@ import { createMetrics } from '../../src/ops/metrics.js';
 import { render, valuesFile } from './render.js';
 
 const hasPromtool = spawnSync('promtool', ['--version'], { stdio: 'ignore' }).status === 0;
-if (!hasPromtool) throw new Error('the monitoring tests need promtool: apt-get install prometheus');
+if (!hasPromtool) throw new Error('the monitoring tests need promtool on PATH: npm test builds the pinned one (scripts/tools.mjs promtool)');
 
 type Doc = { kind: string; metadata: { name: string; labels?: Record<string, string>; annotations?: Record<string, string> } } & Record<string, unknown>;
 const rendered = render([valuesFile('monitoring')]);

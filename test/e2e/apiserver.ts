@@ -1,19 +1,36 @@
 /**
- * A real kube-apiserver (v1.36, built by ../shared/tools/kube-apiserver) with
- * etcd on loopback, started by the toolkit's start.sh into a directory of
- * ours and stopped by its stop.sh, which kills exactly what start.sh started.
+ * A real control plane for the end-to-end suite: etcd and kube-apiserver (the
+ * binaries `scripts/tools.mjs` builds from the versions pinned in tools/, or
+ * those named by ETCD and KUBE_APISERVER) on free loopback ports, in a
+ * directory of their own that keeps their logs after the run. Only what it
+ * started is stopped, by the child process handles it holds; a setup that
+ * fails stops what it had started before it throws, and every control plane
+ * a test file started is stopped when the file ends (an afterAll registered
+ * here) or the process exits, whatever the file's own afterAll did.
+ *
  * Plus a small HTTPS client with the admin token on one keep-alive
  * connection (the witness: what the API server stored), kubectl with the
  * admin kubeconfig, the audit log, and a restart of the API server alone.
  */
-import { execFileSync, spawn } from 'node:child_process';
-import { appendFileSync, existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:https';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { afterAll } from '@jest/globals';
 
-const TOOLKIT = fileURLToPath(new URL('../../../shared/tools/kube-apiserver/', import.meta.url));
+/** Every process a control plane of this test process started and has not yet seen exit. */
+const running = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+const planes = new Set<ApiServer>();
+// The file's own afterAll may never run its stop() (a beforeAll that threw before assigning).
+afterAll(async () => {
+  await Promise.all([...planes].map((p) => p.stop()));
+});
 
 export interface Answer {
   status: number;
@@ -22,64 +39,205 @@ export interface Answer {
   warnings: string[];
 }
 
+/** A port nothing on 127.0.0.1 listens on now (the kernel's choice for port 0). */
+function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as { port: number };
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+const tail = (file: string, lines = 20) => (existsSync(file) ? readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n') : '(no log)');
+
+function binary(variable: 'KUBE_APISERVER' | 'ETCD'): string {
+  const path = process.env[variable];
+  if (!path) throw new Error(`${variable} is not set: run the suite with npm run e2e, which builds the pinned binaries (scripts/tools.mjs) and sets it`);
+  return path;
+}
+
+/** A process of the control plane: its output appended to DIR/NAME.log, tracked until it exits. */
+function launch(dir: string, name: string, argv: string[]): ChildProcess {
+  const log = openSync(join(dir, `${name}.log`), 'a');
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['ignore', log, log] });
+  closeSync(log);
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  child.once('error', () => running.delete(child));
+  return child;
+}
+
+/** SIGTERM, SIGKILL after 5 s; resolves once the process has exited. */
+async function terminate(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  child.kill('SIGTERM');
+  const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+  await exited;
+  clearTimeout(timer);
+}
+
+/** Polls CHECK every 250 ms until it holds; fails with the log's end when CHILD exits or LIMIT passes. */
+async function until(what: string, child: ChildProcess, log: string, limitMs: number, check: () => Promise<boolean>): Promise<void> {
+  const deadline = Date.now() + limitMs;
+  for (;;) {
+    if (await check().catch(() => false)) return;
+    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`${what}: the process exited (${child.exitCode ?? child.signalCode}); the end of ${log}:\n${tail(log)}`);
+    if (Date.now() > deadline) throw new Error(`${what}: not ready after ${limitMs / 1000} s; the end of ${log}:\n${tail(log)}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
 export class ApiServer {
-  readonly url: string;
-  readonly ca: string;
-  readonly token: string;
+  url = '';
+  ca = '';
+  readonly token = randomBytes(32).toString('hex');
   readonly kubeconfig: string;
-  private readonly agent = new Agent({ keepAlive: true, maxSockets: 32 });
+  /** etcd's client URL (its JSON gateway serves compaction). */
+  etcdUrl = '';
+  /** The server's minor version, from its /version (e.g. 36). */
+  minor = 0;
+  /** The server's gitVersion (e.g. v1.36.3). */
+  version = '';
+  private agent = new Agent({ keepAlive: true, maxSockets: 32 });
+  private etcd?: ChildProcess;
+  private apiserver?: ChildProcess;
+  private apiserverArgv: string[] = [];
 
   private constructor(readonly dir: string) {
-    const env = Object.fromEntries(
-      readFileSync(join(dir, 'env'), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)]),
-    ) as Record<string, string>;
-    this.url = env.KUBE_APISERVER_URL!;
-    this.ca = readFileSync(env.KUBE_APISERVER_CA!, 'utf8');
-    this.token = env.ADMIN_TOKEN!;
-    this.kubeconfig = env.KUBECONFIG!;
+    this.kubeconfig = join(dir, 'kubeconfig');
   }
 
-  /** start.sh into a new directory; KUBE_APISERVER names the binary. */
-  static start(): ApiServer {
-    const dir = mkdtempSync(join(tmpdir(), 'kas-e2e-'));
-    execFileSync('bash', [join(TOOLKIT, 'start.sh'), dir], { stdio: ['ignore', 'ignore', 'pipe'], env: process.env });
-    return new ApiServer(dir);
-  }
-
-  stop(): void {
-    this.agent.destroy();
-    if (existsSync(join(this.dir, 'pids'))) execFileSync('bash', [join(TOOLKIT, 'stop.sh'), this.dir], { stdio: 'ignore' });
-  }
-
-  /**
-   * Restarts kube-apiserver alone (etcd and its data stay): SIGTERM the process start.sh recorded, start it
-   * again with the same command line, wait for /readyz. Its pid replaces the old one in DIR/pids for stop.sh.
-   */
-  async restart(): Promise<void> {
-    const pids = readFileSync(join(this.dir, 'pids'), 'utf8');
-    const pid = Number(/^kube-apiserver (\d+)$/m.exec(pids)?.[1]);
-    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').filter(Boolean);
-    process.kill(pid, 'SIGTERM');
-    while (existsSync(`/proc/${pid}`)) await new Promise((r) => setTimeout(r, 100));
-    this.agent.destroy();
-    const { openSync } = await import('node:fs');
-    const log = openSync(join(this.dir, 'kube-apiserver.log'), 'a');
-    const child = spawn(argv[0]!, argv.slice(1), { detached: true, stdio: ['ignore', log, log] });
-    child.unref();
-    appendFileSync(join(this.dir, 'pids'), `kube-apiserver ${child.pid}\n`);
-    const deadline = Date.now() + 120_000;
-    for (;;) {
-      const ready = await this.call('GET', '/readyz').then(
-        (a) => a.status === 200,
-        () => false,
-      );
-      if (ready) return;
-      if (Date.now() > deadline) throw new Error('kube-apiserver not ready after its restart');
-      await new Promise((r) => setTimeout(r, 250));
+  /** etcd and kube-apiserver in a new directory, ready, with ServiceAccount default/default; stops both if any step fails. */
+  static async start(): Promise<ApiServer> {
+    const kas = new ApiServer(mkdtempSync(join(tmpdir(), 'kas-e2e-')));
+    planes.add(kas);
+    try {
+      await kas.boot();
+      return kas;
+    } catch (err) {
+      await kas.stop();
+      throw new Error(`starting the control plane in ${kas.dir} (its logs stay there): ${err instanceof Error ? err.message : String(err)}`);
     }
+  }
+
+  private async boot(): Promise<void> {
+    const dir = this.dir;
+    const { privateKey, publicKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+    writeFileSync(join(dir, 'sa.key'), privateKey.export({ type: 'pkcs8', format: 'pem' }), { mode: 0o600 });
+    writeFileSync(join(dir, 'sa.pub'), publicKey.export({ type: 'spki', format: 'pem' }));
+    writeFileSync(join(dir, 'tokens.csv'), `${this.token},admin,admin,system:masters\n`, { mode: 0o600 });
+    writeFileSync(
+      join(dir, 'audit-policy.yaml'),
+      'apiVersion: audit.k8s.io/v1\nkind: Policy\nomitStages: [RequestReceived]\nrules:\n- level: Metadata\n  resources:\n  - group: ""\n    resources: [pods]\n',
+    );
+
+    const [client, peer, secure] = [await freePort(), await freePort(), await freePort()];
+    this.etcdUrl = `http://127.0.0.1:${client}`;
+    const peerUrl = `http://127.0.0.1:${peer}`;
+    const etcdLog = join(dir, 'etcd.log');
+    this.etcd = launch(dir, 'etcd', [
+      binary('ETCD'),
+      '--name=e2e',
+      `--data-dir=${join(dir, 'etcd')}`,
+      `--listen-client-urls=${this.etcdUrl}`,
+      `--advertise-client-urls=${this.etcdUrl}`,
+      `--listen-peer-urls=${peerUrl}`,
+      `--initial-advertise-peer-urls=${peerUrl}`,
+      `--initial-cluster=e2e=${peerUrl}`,
+      '--listen-metrics-urls=',
+    ]);
+    await until('etcd', this.etcd, etcdLog, 30_000, async () => (await fetch(`${this.etcdUrl}/health`)).ok);
+
+    this.url = `https://127.0.0.1:${secure}`;
+    // The flags of a kubeadm-like single server without controllers (no endpoints for the kubernetes Service).
+    this.apiserverArgv = [
+      binary('KUBE_APISERVER'),
+      `--etcd-servers=${this.etcdUrl}`,
+      '--bind-address=127.0.0.1',
+      `--secure-port=${secure}`,
+      '--advertise-address=127.0.0.1',
+      `--cert-dir=${join(dir, 'certs')}`,
+      '--service-cluster-ip-range=10.96.0.0/16',
+      '--endpoint-reconciler-type=none',
+      '--allow-privileged=true',
+      '--authorization-mode=RBAC',
+      `--token-auth-file=${join(dir, 'tokens.csv')}`,
+      '--service-account-issuer=https://kubernetes.default.svc.cluster.local',
+      `--service-account-key-file=${join(dir, 'sa.pub')}`,
+      `--service-account-signing-key-file=${join(dir, 'sa.key')}`,
+      `--audit-policy-file=${join(dir, 'audit-policy.yaml')}`,
+      `--audit-log-path=${join(dir, 'audit.log')}`,
+      ...(process.env.KUBE_APISERVER_ARGS ?? '').split(' ').filter(Boolean),
+    ];
+    await this.launchApiServer();
+
+    // The self-signed serving certificate file ends with the CA that signed it.
+    const pems = readFileSync(join(dir, 'certs', 'apiserver.crt'), 'utf8').match(/-----BEGIN CERTIFICATE-----[^-]+-----END CERTIFICATE-----\n?/g) ?? [];
+    if (pems.length === 0) throw new Error(`no certificate in ${join(dir, 'certs', 'apiserver.crt')}`);
+    this.ca = pems[pems.length - 1]!;
+    writeFileSync(join(dir, 'ca.crt'), this.ca);
+    const version = await this.must('GET', '/version');
+    this.version = String(version.gitVersion);
+    this.minor = Number.parseInt(String(version.minor), 10);
+
+    // Pods need their ServiceAccount; nothing else creates it (no controllers run).
+    const log = join(dir, 'kube-apiserver.log');
+    await until('ServiceAccount default/default', this.apiserver!, log, 30_000, async () => {
+      const a = await this.call('POST', '/api/v1/namespaces/default/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } });
+      return a.status === 201 || a.status === 409;
+    });
+    writeFileSync(
+      this.kubeconfig,
+      JSON.stringify({
+        apiVersion: 'v1',
+        kind: 'Config',
+        clusters: [{ name: 'e2e', cluster: { server: this.url, 'certificate-authority-data': Buffer.from(this.ca).toString('base64') } }],
+        users: [{ name: 'admin', user: { token: this.token } }],
+        contexts: [{ name: 'e2e', context: { cluster: 'e2e', user: 'admin', namespace: 'default' } }],
+        'current-context': 'e2e',
+      }),
+      { mode: 0o600 },
+    );
+  }
+
+  /** Starts kube-apiserver with the recorded flags and waits for its /readyz (any certificate: the CA is read after). */
+  private async launchApiServer(): Promise<void> {
+    this.apiserver = launch(this.dir, 'kube-apiserver', this.apiserverArgv);
+    const log = join(this.dir, 'kube-apiserver.log');
+    await until('kube-apiserver', this.apiserver, log, 120_000, () => this.ready());
+  }
+
+  private ready(): Promise<boolean> {
+    return new Promise((resolve) => {
+      const req = request(`${this.url}/readyz`, { rejectUnauthorized: false, agent: false }, (res) => {
+        res.resume();
+        resolve(res.statusCode === 200);
+      });
+      req.on('error', () => resolve(false));
+      req.setTimeout(5000, () => req.destroy());
+      req.end();
+    });
+  }
+
+  /** Stops kube-apiserver, then etcd (only the processes this object started). etcd's data goes; logs and the audit log stay. */
+  async stop(): Promise<void> {
+    planes.delete(this);
+    this.agent.destroy();
+    if (this.apiserver) await terminate(this.apiserver);
+    if (this.etcd) await terminate(this.etcd);
+    rmSync(join(this.dir, 'etcd'), { recursive: true, force: true });
+  }
+
+  /** Restarts kube-apiserver alone (etcd and its data stay) with the same flags, and waits for /readyz. */
+  async restart(): Promise<void> {
+    if (this.apiserver) await terminate(this.apiserver);
+    this.agent.destroy();
+    this.agent = new Agent({ keepAlive: true, maxSockets: 32 });
+    await this.launchApiServer();
   }
 
   /** One request with the admin token; JSON in and out. */

@@ -1,6 +1,6 @@
 /**
  * The product installed as the chart installs it, on a real API server: the
- * chart rendered by the chart tests' renderer (Go text/template + sprig),
+ * chart rendered by the real Helm (`helm template`, as the chart tests do),
  * every object applied (the API server's own validation, defaulting and
  * RBAC), the certgen hook run as a process with its ServiceAccount's token,
  * and the Deployment's replicas run as processes with the Deployment's args
@@ -192,13 +192,20 @@ export class Install {
 
 /** A real API server with the chart installed and two replicas serving behind the "Service" (for beforeAll). */
 export async function installed(values: Record<string, unknown> = {}, on?: ApiServer): Promise<{ kas: ApiServer; install: Install; replicas: Replica[] }> {
-  const kas = on ?? ApiServer.start();
+  const kas = on ?? (await ApiServer.start());
   const install = new Install(kas, values);
-  install.apply();
-  await install.certgen();
-  const replicas = [await install.startReplica(), await install.startReplica()];
-  await install.startService();
-  await install.pointWebhooksAtService();
-  await Promise.all(replicas.map((r) => install.ready(r)));
-  return { kas, install, replicas };
+  try {
+    install.apply();
+    await install.certgen();
+    const replicas = [await install.startReplica(), await install.startReplica()];
+    await install.startService();
+    await install.pointWebhooksAtService();
+    await Promise.all(replicas.map((r) => install.ready(r)));
+    return { kas, install, replicas };
+  } catch (err) {
+    // The caller never gets these to stop: stop them here (the control plane's logs stay in its directory).
+    await install.stop();
+    if (!on) await kas.stop();
+    throw err;
+  }
 }

@@ -9,11 +9,14 @@
  * the meantime is stored injected exactly once: none refused, none left
  * out, none injected twice.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import { parsePrometheus, sampleValue } from '../helpers/ops.js';
 import type { ApiServer } from './apiserver.js';
 import { installed, RELEASE, SERVICE_HOST, type Install, type Replica } from './install.js';
 import { eventually, namespace, pod, type Pod } from './pods.js';
+import { describeOn, NEEDS } from './server.js';
+
+const { describe, applies } = describeOn(NEEDS.mutatingAdmissionPolicy, import.meta.url);
 
 const NS = 'shop';
 const MWC = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${RELEASE}`;
@@ -29,6 +32,7 @@ let install: Install;
 let replicas: Replica[];
 
 beforeAll(async () => {
+  if (!applies) return;
   ({ kas, install, replicas } = await installed());
   await namespace(kas, NS);
 }, 240_000);

@@ -152,10 +152,7 @@ describe('certificate rotation, two replicas, pods created continuously (failure
 
 /** etcd's JSON gateway: compact to the current revision (what the API server's compactor does every 5 minutes). */
 async function compactEtcd(): Promise<number> {
-  const pids = readFileSync(join(kas.dir, 'pids'), 'utf8');
-  const pid = Number(/^etcd (\d+)$/m.exec(pids)?.[1]);
-  const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-  const url = args[args.indexOf('--listen-client-urls') + 1]!;
+  const url = kas.etcdUrl;
   const range = (await (await fetch(`${url}/v3/kv/range`, { method: 'POST', body: JSON.stringify({ key: Buffer.from('/').toString('base64') }) })).json()) as { header: { revision: string } };
   const revision = Number(range.header.revision);
   const compacted = await fetch(`${url}/v3/kv/compaction`, { method: 'POST', body: JSON.stringify({ revision, physical: true }) });

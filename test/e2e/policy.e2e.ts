@@ -7,7 +7,7 @@
  * `e2e-mode=policy` are the policies' (the webhook's configuration leaves
  * them out); the others the webhook's. Every case is created once in each.
  */
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import type { V1Pod } from '@kubernetes/client-node';
 import { pod as generatedPod } from '../helpers/arbitraries.js';
@@ -15,6 +15,9 @@ import type { ApiServer } from './apiserver.js';
 import { installed, type Install } from './install.js';
 import { eventually, namespace, pod, type Pod } from './pods.js';
 import { CONFIG, overrideCases, POLICY_CASES } from '../helpers/policy-cases.js';
+import { describeOn, NEEDS } from './server.js';
+
+const { describe, applies } = describeOn(NEEDS.mutatingAdmissionPolicy, import.meta.url);
 
 const MODE = 'e2e-mode';
 
@@ -22,6 +25,7 @@ let kas: ApiServer;
 let install: Install;
 
 beforeAll(async () => {
+  if (!applies) return;
   ({ kas, install } = await installed({ config: CONFIG, webhook: { namespaceSelectorExpressions: [{ key: MODE, operator: 'NotIn', values: ['policy'] }] } }));
   await install.applyPolicy(MODE);
   for (const [ns, labels] of Object.entries(NAMESPACES)) await namespace(kas, ns, labels);

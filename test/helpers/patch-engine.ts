@@ -17,7 +17,7 @@ const forced = process.env.PATCH_ENGINE === 'rfc6902';
 if (forced && process.env.CI === 'true') throw new Error('PATCH_ENGINE=rfc6902 is for mutation runs, never CI');
 export const hasKubectl = !forced && spawnSync('kubectl', ['version', '--client'], { stdio: 'ignore' }).status === 0;
 if (!hasKubectl && !forced) {
-  if (process.env.CI === 'true') throw new Error('kubectl is required under CI=true to apply patches (apt-get install kubernetes-client)');
+  if (process.env.CI === 'true') throw new Error('kubectl is required under CI=true to apply patches (npm test builds the pinned one: scripts/tools.mjs kubectl)');
   process.stderr.write('NOTE: kubectl not on PATH: patches are applied with the rfc6902 package instead\n');
 }
 

@@ -1,15 +1,15 @@
 /**
  * Kubernetes' own admission code for policy mode: the Go harness in
  * test/policy-eval (k8s.io/apiserver's MutatingAdmissionPolicy and
- * ValidatingAdmissionPolicy plugins, from Debian's packages), built once per
- * machine by its build.sh. There is no other engine to fall back on: without
- * Debian's packages the tests that use it fail, saying why.
+ * ValidatingAdmissionPolicy plugins, at the versions its go.mod pins), built
+ * once per machine by scripts/tools.mjs from the Go module proxy. There is no
+ * other engine to fall back on: without Go the tests that use it fail, saying why.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import type { V1Pod } from '@kubernetes/client-node';
 
-const BUILD = fileURLToPath(new URL('../policy-eval/build.sh', import.meta.url));
+const TOOLS = fileURLToPath(new URL('../../scripts/tools.mjs', import.meta.url));
 
 export interface EvalCase {
   namespace: string;
@@ -31,12 +31,12 @@ export interface EvalResult {
 }
 
 let binary: string | undefined;
-/** Builds the harness (minutes the first time on a machine: Debian's packages, then the Go build). */
+/** The harness's binary (built the first time on a machine: minutes). */
 export function policyEvalBinary(): string {
   if (binary) return binary;
-  const r = spawnSync('bash', [BUILD], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 15 * 60_000 });
-  if (r.status !== 0) throw new Error(`building test/policy-eval failed (bash ${BUILD}):\n${r.stderr}${r.error ? String(r.error) : ''}`);
-  binary = r.stdout.trim().split('\n').pop()!;
+  const r = spawnSync(process.execPath, [TOOLS, 'policy-eval'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], timeout: 15 * 60_000 });
+  if (r.status !== 0) throw new Error(`building test/policy-eval failed (node ${TOOLS} policy-eval):\n${r.stderr}${r.error ? String(r.error) : ''}`);
+  binary = r.stdout.trim().split('\n').pop()!.replace(/^policy-eval=/, '');
   return binary;
 }
 

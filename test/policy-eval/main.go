@@ -1,6 +1,5 @@
 // Command policy-eval admits pods the way kube-apiserver does in policy mode,
-// with Kubernetes' own admission code (k8s.io/apiserver from Debian's
-// packages, built in GOPATH mode): the MutatingAdmissionPolicy and
+// with Kubernetes' own admission code (k8s.io/apiserver, pinned in go.mod): the MutatingAdmissionPolicy and
 // ValidatingAdmissionPolicy plugins, fed their policies and bindings through
 // informers, behind the admission chain's reinvocation. It also applies the
 // webhook's JSON patch to the same pod with the library the API server uses
@@ -29,7 +28,7 @@ import (
 	"strings"
 	"time"
 
-	jsonpatch "github.com/evanphx/json-patch/v5"
+	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -381,8 +380,8 @@ func admit(pod *corev1.Pod, chain admission.MutationInterface, validator admissi
 	return stored, rec.warnings, nil
 }
 
-// applyWebhookPatch is the webhook path: the patch applied by the API server's library
-// (admission/plugin/webhook/mutating/dispatcher.go), decoded into the Pod type, then, if
+// applyWebhookPatch is the webhook path: the patch applied by the API server's library and call
+// (json-patch.v4's DecodePatch and Apply, as admission/plugin/webhook/mutating/dispatcher.go does), decoded into the Pod type, then, if
 // the patch changed anything, the ServiceAccount plugin's pass on reinvocation.
 func applyWebhookPatch(pod *corev1.Pod, ops json.RawMessage) (*corev1.Pod, error) {
 	patch, err := jsonpatch.DecodePatch(ops)
@@ -393,7 +392,7 @@ func applyWebhookPatch(pod *corev1.Pod, ops json.RawMessage) (*corev1.Pod, error
 	if err != nil {
 		return nil, err
 	}
-	patched, err := patch.ApplyWithOptions(doc, &jsonpatch.ApplyOptions{EnsurePathExistsOnAdd: false, AllowMissingPathOnRemove: false})
+	patched, err := patch.Apply(doc)
 	if err != nil {
 		return nil, fmt.Errorf("applying the webhook's patch: %w", err)
 	}
