@@ -1,6 +1,6 @@
 /**
- * The Helm chart, rendered as `helm template` would (render.ts), for a set of
- * value files: every document parses and validates against the Kubernetes
+ * The Helm chart, rendered by the real Helm (render.ts: `helm template`), for
+ * a set of value files: `helm lint --strict` passes, every document parses and validates against the Kubernetes
  * schema of its kind (kubernetes-models, generated from the Kubernetes and
  * cert-manager OpenAPI schemas), the webhook never selects kube-system or
  * the release namespace, the ConfigMap's config passes validate-config, RBAC
@@ -15,7 +15,7 @@ import { Ajv } from 'ajv';
 import { parse, parseAllDocuments } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
 import { runCli } from '../helpers/process.js';
-import { CHART, render, valuesFile } from './render.js';
+import { CHART, helm, render, valuesFile } from './render.js';
 import { unknownFields } from './unknown-fields.js';
 
 type Doc = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; annotations?: Record<string, string>; labels?: Record<string, string> } } & Record<string, unknown>;
@@ -293,6 +293,19 @@ describe('chart modes', () => {
     const out = await runCli(['validate-config', file]);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
+  });
+});
+
+describe('helm lint --strict', () => {
+  it.each(Object.entries(VALUE_SETS))('passes with %s', (_name, values) => {
+    const r = helm(['lint', '--strict', CHART, ...values.flatMap((v) => ['-f', v])]);
+    expect({ ok: r.ok, out: r.ok ? '' : r.stdout + r.stderr }).toEqual({ ok: true, out: '' });
+  });
+
+  it('fails on a value the schema does not know (Helm checks values.schema.json itself)', () => {
+    const r = helm(['lint', '--strict', CHART, '--set', 'replicaCont=3']);
+    expect(r.ok).toBe(false);
+    expect(r.stdout + r.stderr).toContain('replicaCont');
   });
 });
 

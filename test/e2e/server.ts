@@ -27,7 +27,7 @@ export const NEEDS = {
 } as const;
 
 /** `describe`, or `describe.skip` with the reason printed when the server is older than NEED (and whether it applies). */
-export function describeOn(need: { minor: number; why: string }, file: string, part = 'every test'): { describe: typeof describe; applies: boolean } {
+export function describeOn(need: { minor: number; why: string }, file: string, part = 'every test'): { describe: typeof describe.skip; applies: boolean } {
   const applies = SERVER.minor >= need.minor;
   if (!applies) process.stderr.write(`SKIPPED ${basename(file)} (${part}) on kube-apiserver ${SERVER.version}: needs 1.${need.minor}+: ${need.why}\n`);
   return { describe: applies ? describe : describe.skip, applies };
