@@ -385,13 +385,21 @@ export function compilePolicy(compiled: CompiledConfig, name: string, version: K
     metadata: { name: policyName, labels },
     spec: { policyName, matchResources: { namespaceSelector: namespaceSelector(compiled, operator), ...(objectSelector ? { objectSelector } : {}) } },
   });
+  // Reinvocation: the API server runs an IfNeeded policy again after any mutation in the chain
+  // (k8s.io/apiserver pkg/admission/plugin/policy/mutating/dispatcher.go). A pod already injected
+  // would only meet the status guard in the patch; a matchCondition keeps it out before any
+  // variable is evaluated. Same decision: decide.ts leaves a pod with the status annotation alone.
+  const notInjected: MatchCondition = {
+    name: 'sidecar-injector-not-injected',
+    expression: `!(has(object.metadata.annotations) && ${str(compiled.keys.status)} in object.metadata.annotations)`,
+  };
   const namespaces = `${name}-namespaces`;
   return {
     ok: true,
     objects: [
-      policy(namespaces, []),
+      policy(namespaces, [notInjected]),
       binding(namespaces, 'In'),
-      policy(name, matchConditionsFor(compiled)),
+      policy(name, [notInjected, ...matchConditionsFor(compiled)]),
       binding(name, 'NotIn'),
       ...validatingObjects(compiled, name, variables, labels, objectSelector),
     ],

@@ -68,10 +68,13 @@ export function leftovers(name: string, objects: readonly PolicyObject[]): Polic
   return optional.filter((o) => !objects.some((x) => x.kind === o.kind && x.metadata.name === o.metadata.name));
 }
 
-/** The candidate: the policy for enabled namespaces (no matchConditions: every probe reaches the mutation), bound to canary pods only. Pure. */
+/**
+ * The candidate: the policy for enabled namespaces (`<name>-namespaces`: no condition on what the pod asks, only
+ * the not-injected guard, so every probe reaches the mutation), bound to canary pods only. Pure.
+ */
 export function candidateObjects(objects: PolicyObject[], name: string, namespace: string, fingerprint: string): PolicyObject[] {
   const policies = objects.filter((o) => o.kind === 'MutatingAdmissionPolicy');
-  const policy = policies.find((o) => (o.spec as { matchConditions?: unknown }).matchConditions === undefined) ?? policies[0];
+  const policy = policies.find((o) => o.metadata.name === `${name}-namespaces`) ?? policies[0];
   if (!policy) throw new Error('no MutatingAdmissionPolicy to try');
   const candidate = `${name}-candidate`;
   return [

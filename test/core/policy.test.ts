@@ -53,8 +53,10 @@ describe('compilePolicy', () => {
     for (const b of [warnEnabledBinding, warnBinding]) expect((b.spec as { validationActions: string[] }).validationActions).toEqual(['Warn']);
     expect(selector(warnEnabledBinding)).toEqual(selector(enabledBinding));
     expect(selector(warnBinding)).toEqual(selector(otherBinding));
-    expect(specOf(enabled).matchConditions).toBeUndefined();
-    expect(specOf(other).matchConditions).toEqual(matchConditionsFor(config));
+    // Both mutating policies skip a pod already injected (the reinvocation's second run costs a condition).
+    const notInjected = { name: 'sidecar-injector-not-injected', expression: '!(has(object.metadata.annotations) && "sidecar-injector.io/status" in object.metadata.annotations)' };
+    expect(specOf(enabled).matchConditions).toEqual([notInjected]);
+    expect(specOf(other).matchConditions).toEqual([notInjected, ...matchConditionsFor(config)]);
     expect(selector(enabledBinding).find((e) => e.key === 'sidecar-injector.io/injection')!.operator).toBe('In');
     expect(selector(otherBinding).find((e) => e.key === 'sidecar-injector.io/injection')!.operator).toBe('NotIn');
     expect(selector(otherBinding).find((e) => e.key === 'kubernetes.io/metadata.name')).toMatchObject({ operator: 'NotIn' });

@@ -47,11 +47,11 @@ describe('what serve --policy writes', () => {
     expect(sentToWebhook(scope, 'kube-system', {}, {})).toBe(false);
   });
 
-  it('the candidate is the policy without matchConditions, bound only to canary pods of the injector\'s namespace', () => {
+  it('the candidate is the enabled namespaces\' policy (no condition on what the pod asks), bound only to canary pods of the injector\'s namespace', () => {
     const { objects, fingerprint } = managedObjects(compiled());
     const [policy, binding] = candidateObjects(objects, 'si', 'sidecar-injector', fingerprint) as [PolicyObject, PolicyObject];
     expect(policy.metadata.name).toBe('si-candidate');
-    expect((policy.spec as { matchConditions?: unknown }).matchConditions).toBeUndefined();
+    expect((policy.spec as { matchConditions?: { name: string }[] }).matchConditions?.map((c) => c.name)).toEqual(['sidecar-injector-not-injected']);
     expect(binding.spec).toEqual({
       policyName: 'si-candidate',
       matchResources: { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'sidecar-injector' } }, objectSelector: { matchLabels: { [CANARY_LABEL]: fingerprint } } },
