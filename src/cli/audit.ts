@@ -30,7 +30,7 @@ export const AUDIT_FLAGS: FlagSpecs = {
   kubeconfig: { type: 'string', env: true, help: 'kubeconfig file (default: in-cluster in a pod, else $KUBECONFIG or ~/.kube/config)' },
   'kube-version': { type: 'string', help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
   'webhook-config': { type: 'string', env: true, help: "the MutatingWebhookConfiguration whose selectors decide which pods count (default: the chart's, by its label)" },
-  diff: { type: 'boolean', default: false, help: 'show, per missed or stale workload, what its next pod would change (a unified diff of YAML; structured in -o json)' },
+  diff: { type: 'boolean', default: false, help: 'show, per missed or stale workload, what its next pod would change (a unified diff of YAML; in -o json, structured, each change with its values before and after)' },
   restart: { type: 'boolean', default: false, help: 'roll the Deployments, StatefulSets and DaemonSets of missed and stale pods, as kubectl rollout restart does' },
   'dry-run': { type: 'boolean', default: false, help: 'with --restart: print what would be restarted, change nothing' },
   'max-concurrent': { type: 'string', default: '1', help: 'with --restart: rollouts at a time' },
@@ -61,6 +61,7 @@ Needs get and patch on those kinds.
 Example:
   sidecar-injector audit -A
   sidecar-injector audit -n shop -o json | jq '.workloads[].action'
+  sidecar-injector audit -n shop --diff -o json | jq '.workloads[].next.initContainers.changed[]?.changes'
   sidecar-injector audit -A --restart --dry-run
   sidecar-injector audit -A --restart --max-concurrent 3`;
 
@@ -184,7 +185,11 @@ function printReport(report: AuditReport, config: ConfigChoice, a: AuditFlags, i
   io.out(`${summary(report)}${findings.length === 0 ? ': nothing to do' : ''}\n`);
 }
 
-/** -o json: the change as data (the views stay out: the diff says what moves). */
+/**
+ * -o json: the change as data. Its values (each changed field before and after, added and removed
+ * parts whole) are the views' own objects, the ones renderNext prints: the table and the JSON say
+ * the same. The whole views stay out.
+ */
 function structured(next: NextPod, pod: string | undefined): Record<string, unknown> {
   if (next.kind !== 'diff') return { pod, ...next };
   return { pod, kind: next.kind, ...next.change };

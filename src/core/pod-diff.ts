@@ -99,37 +99,76 @@ function viewOf(pod: V1Pod, profiles: string[]): InjectionView {
   return { profiles, initContainers: pod.spec?.initContainers ?? [], containers: pod.spec?.containers ?? [], volumes: pod.spec?.volumes ?? [] };
 }
 
+/**
+ * One top-level field of a part that differs, with its value on each side:
+ * the very values the table's unified diff prints (taken from the two views,
+ * not computed again). A side without the field has no value (absent in JSON).
+ */
+export interface FieldChange {
+  field: string;
+  before?: unknown;
+  after?: unknown;
+}
+
 interface NamedChange {
   name: string;
   /** Top-level fields that differ (image, args, env, resources, ports, volumeMounts, securityContext…). */
   fields: string[];
+  /** The same fields, in the same order, with their values before and after. */
+  changes: FieldChange[];
 }
 
-export interface ListChange {
+export interface ListChange<T> {
+  /** Names of the parts the next pod gains, and loses. */
   added: string[];
   removed: string[];
+  /** Those parts whole, in the same order. */
+  addedValues: T[];
+  removedValues: T[];
   changed: NamedChange[];
+}
+
+/** An app container whose mounts change (appVolumeMounts). */
+export interface AppMountChange {
+  container: string;
+  /** The mounts gained and lost, as `name:mountPath`. */
+  added: string[];
+  removed: string[];
+  /** Those mounts whole, in the same order. */
+  addedValues: V1VolumeMount[];
+  removedValues: V1VolumeMount[];
+  /** The container's volumeMounts before and after (one entry: the field that changes). */
+  changes: FieldChange[];
 }
 
 export interface PodChange {
   /** The injection would change nothing. */
   none: boolean;
   profiles: { before: string[]; after: string[] };
-  containers: ListChange;
-  initContainers: ListChange;
-  volumes: ListChange;
+  containers: ListChange<V1Container>;
+  initContainers: ListChange<V1Container>;
+  volumes: ListChange<V1Volume>;
   /** App containers whose mounts change (appVolumeMounts). */
-  appMounts: { container: string; added: string[]; removed: string[] }[];
+  appMounts: AppMountChange[];
 }
 
+const fieldChange = (field: string, before: unknown, after: unknown): FieldChange => ({
+  field,
+  ...(before === undefined ? {} : { before }),
+  ...(after === undefined ? {} : { after }),
+});
 
-function changedFields(a: object, b: object): string[] {
-  const ra = a as Record<string, unknown>;
-  const rb = b as Record<string, unknown>;
-  return [...new Set([...Object.keys(ra), ...Object.keys(rb)])].filter((k) => !isDeepStrictEqual(ra[k], rb[k])).sort();
+/** The top-level fields of `before` and `after` that differ, sorted, with both values. */
+function fieldChanges(before: object, after: object): FieldChange[] {
+  const b = before as Record<string, unknown>;
+  const a = after as Record<string, unknown>;
+  return [...new Set([...Object.keys(b), ...Object.keys(a)])]
+    .filter((k) => !isDeepStrictEqual(b[k], a[k]))
+    .sort()
+    .map((field) => fieldChange(field, b[field], a[field]));
 }
 
-function listChange<T extends { name?: string }>(before: T[], after: T[]): ListChange {
+function listChange<T extends { name?: string }>(before: T[], after: T[]): ListChange<T> {
   const byName = (list: T[]) => new Map(list.map((x) => [x.name ?? '', x]));
   const b = byName(before);
   const a = byName(after);
@@ -137,13 +176,35 @@ function listChange<T extends { name?: string }>(before: T[], after: T[]): ListC
   for (const [name, x] of a) {
     const y = b.get(name);
     if (!y) continue;
-    const fields = changedFields(y, x);
-    if (fields.length > 0) changed.push({ name, fields });
+    const changes = fieldChanges(y, x);
+    if (changes.length > 0) changed.push({ name, fields: changes.map((c) => c.field), changes });
   }
-  return { added: [...a.keys()].filter((n) => !b.has(n)), removed: [...b.keys()].filter((n) => !a.has(n)), changed };
+  const addedValues = [...a.values()].filter((x) => !b.has(x.name ?? ''));
+  const removedValues = [...b.values()].filter((x) => !a.has(x.name ?? ''));
+  const nameOf = (x: T) => x.name ?? '';
+  return { added: addedValues.map(nameOf), removed: removedValues.map(nameOf), addedValues, removedValues, changed };
 }
 
-const mountNames = (c: V1Container) => (c.volumeMounts ?? []).map((m: V1VolumeMount) => `${m.name}:${m.mountPath}`);
+const mountName = (m: V1VolumeMount) => `${m.name}:${m.mountPath}`;
+
+/** An app container's mount changes, or undefined when it keeps its mounts. */
+function appMountChange(before: V1Container, after: V1Container): AppMountChange | undefined {
+  const was = before.volumeMounts ?? [];
+  const is = after.volumeMounts ?? [];
+  const keys = (list: V1VolumeMount[]) => new Set(list.map(mountName));
+  const [wasKeys, isKeys] = [keys(was), keys(is)];
+  const addedValues = is.filter((m) => !wasKeys.has(mountName(m)));
+  const removedValues = was.filter((m) => !isKeys.has(mountName(m)));
+  if (addedValues.length + removedValues.length === 0) return undefined;
+  return {
+    container: after.name,
+    added: addedValues.map(mountName),
+    removed: removedValues.map(mountName),
+    addedValues,
+    removedValues,
+    changes: [fieldChange('volumeMounts', before.volumeMounts, after.volumeMounts)],
+  };
+}
 
 /** The difference between the running pod and the pod its workload would get next. */
 export function podChange(running: InjectionView, next: InjectionView, appContainers: ReadonlySet<string>): PodChange {
@@ -152,16 +213,12 @@ export function podChange(running: InjectionView, next: InjectionView, appContai
   containers.changed = containers.changed.filter((c) => !appContainers.has(c.name));
   const appMounts = next.containers
     .filter((c) => appContainers.has(c.name))
-    .map((c) => {
-      const before = mountNames(running.containers.find((x) => x.name === c.name) ?? { name: c.name });
-      const after = mountNames(c);
-      return { container: c.name, added: after.filter((m) => !before.includes(m)), removed: before.filter((m) => !after.includes(m)) };
-    })
-    .filter((m) => m.added.length + m.removed.length > 0);
+    .map((c) => appMountChange(running.containers.find((x) => x.name === c.name) ?? { name: c.name }, c))
+    .filter((m): m is AppMountChange => m !== undefined);
   const initContainers = listChange(running.initContainers, next.initContainers);
   const volumes = listChange(running.volumes, next.volumes);
   const profiles = { before: running.profiles, after: next.profiles };
-  const empty = (l: ListChange) => l.added.length + l.removed.length + l.changed.length === 0;
+  const empty = (l: ListChange<unknown>) => l.added.length + l.removed.length + l.changed.length === 0;
   const none = empty(containers) && empty(initContainers) && empty(volumes) && appMounts.length === 0 && isDeepStrictEqual(profiles.before, profiles.after);
   return { none, profiles, containers, initContainers, volumes, appMounts };
 }

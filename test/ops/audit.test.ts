@@ -213,6 +213,26 @@ describe('audit --diff (issue 21)', () => {
     expect(db.next).toMatchObject({ kind: 'diff', none: false, containers: { changed: [{ name: 'log-shipper', fields: ['image'] }] } });
   });
 
+  it('-o json carries the values (issue 32): each changed field before and after, added parts whole; the same the table prints', async () => {
+    const [json, text] = await Promise.all([audit(['-n', 'shop', '--config', bumped(), '--diff', '-o', 'json']), audit(['-n', 'shop', '--config', bumped(), '--diff'])]);
+    type Next = { containers: { changed: { name: string; changes: { field: string; before?: unknown; after?: unknown }[] }[]; addedValues: { name: string; image: string }[] }; volumes: { addedValues: unknown[] }; appMounts: { container: string; addedValues: unknown[] }[] };
+    const body = JSON.parse(json.stdout) as { workloads: { name: string; next?: Next }[] };
+    const api = body.workloads.find((w) => w.name === 'api')!.next!;
+    expect(api.containers.changed).toEqual([
+      { name: 'log-shipper', fields: ['image'], changes: [{ field: 'image', before: 'registry.example.com/logging/agent:1.0', after: 'registry.example.com/logging/agent:1.1' }] },
+    ]);
+    // The table's unified diff for the same workload shows exactly those two values.
+    const [change] = api.containers.changed[0]!.changes;
+    expect(changes(section(text.stdout, 'deployment/api -n shop'))).toEqual([`-    image: ${String(change!.before)}`, `+    image: ${String(change!.after)}`]);
+    // A missed workload: the whole sidecar, volume and app mount it would get.
+    const web = body.workloads.find((w) => w.name === 'web')!.next!;
+    expect(web.containers.addedValues).toEqual([expect.objectContaining({ name: 'log-shipper', image: 'registry.example.com/logging/agent:1.1', ports: [{ containerPort: 2020, protocol: 'TCP' }] })]);
+    expect(web.volumes.addedValues).toEqual([{ name: 'app-logs', emptyDir: {} }]);
+    expect(web.appMounts).toEqual([expect.objectContaining({ container: 'web', addedValues: [{ name: 'app-logs', mountPath: '/var/log/app' }] })]);
+    const webTable = changes(section(text.stdout, 'deployment/web -n shop'));
+    expect(webTable).toContain(`+    image: ${web.containers.addedValues[0]!.image}`);
+  });
+
   it('coloured on a terminal, as kubectl diff is', async () => {
     let stdout = '';
     const io = { env: { KUBERNETES_SERVICE_HOST: '' }, readStdin: async () => '', out: (t: string) => void (stdout += t), err: () => undefined, outIsTerminal: true };
