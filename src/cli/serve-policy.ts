@@ -9,7 +9,7 @@
  * policy written: it is not in the admission path.
  */
 import type { Logger } from 'pino';
-import { loadConfigFile } from '../config/load.js';
+import { configOf } from '../config/load.js';
 import type { CompiledConfig } from '../core/config.js';
 import { featuresOf, parseKubeVersion, type KubeVersion } from '../core/kube-version.js';
 import { compilePolicy, policyScope } from '../core/policy.js';
@@ -17,7 +17,7 @@ import { connectCluster, type KubeClient } from '../kube/client.js';
 import { replicaIdentity } from '../kube/replica-lease.js';
 import { managedObjects, PolicyWriter } from '../kube/policy-writer.js';
 import { createMetrics } from '../ops/metrics.js';
-import { watchFiles } from '../ops/watch.js';
+import { fileOf, readFiles, watchFiles, type FileRead } from '../ops/watch.js';
 import { listenHttp } from '../server/listen.js';
 import { createMetricsApp } from '../server/metrics-app.js';
 import type { ParsedFlags } from './args.js';
@@ -35,9 +35,9 @@ export interface PolicyServeSettings {
 }
 
 
-/** The config, compiled and compilable into a policy; a reason otherwise. */
-async function loadPolicyConfig(path: string, name: string, version: KubeVersion): Promise<{ ok: true; compiled: CompiledConfig } | { ok: false; errors: string[] }> {
-  const loaded = await loadConfigFile(path);
+/** The config (as read), compiled and compilable into a policy; a reason otherwise. */
+function loadPolicyConfig(file: FileRead, name: string, version: KubeVersion): { ok: true; compiled: CompiledConfig } | { ok: false; errors: string[] } {
+  const loaded = configOf(file);
   if (!loaded.ok) return loaded;
   const policy = compilePolicy(loaded.compiled, name, version);
   return policy.ok ? loaded : { ok: false, errors: policy.problems };
@@ -75,7 +75,8 @@ export async function servePolicy(s: PolicyServeSettings, flags: ParsedFlags, en
     throw err instanceof StartupError ? err : new StartupError([(err as Error).message]);
   }
   const metrics = createMetrics();
-  const first = await loadPolicyConfig(s.configPath, s.name, version);
+  const files = await readFiles([s.configPath]);
+  const first = loadPolicyConfig(fileOf(files, s.configPath), s.name, version);
   if (!first.ok) throw new StartupError(first.errors);
   let config = first.compiled;
   metrics.configRevision(config.revision);
@@ -94,19 +95,25 @@ export async function servePolicy(s: PolicyServeSettings, flags: ParsedFlags, en
 
   const watchers = s.watchConfig
     ? [
-        await watchFiles([s.configPath], async () => {
-          const next = await loadPolicyConfig(s.configPath, s.name, version);
-          if (!next.ok) {
-            metrics.configReload('failure');
-            logger.error({ errors: next.errors, revision: config.revision }, 'config reload rejected; keeping the last good config and policy');
-            return;
-          }
-          config = next.compiled;
-          metrics.configReload('success');
-          metrics.configRevision(config.revision);
-          logger.info({ revision: config.revision }, 'config reloaded');
-          writer.sync();
-        }),
+        // One reload per change, of the bytes compared (ops/watch.ts), from those loaded at start on.
+        await watchFiles(
+          [s.configPath],
+          async (changed) => {
+            const next = loadPolicyConfig(fileOf(changed, s.configPath), s.name, version);
+            if (!next.ok) {
+              metrics.configReload('failure');
+              logger.error({ errors: next.errors, revision: config.revision }, 'config reload rejected; keeping the last good config and policy');
+              return false;
+            }
+            config = next.compiled;
+            metrics.configReload('success');
+            metrics.configRevision(config.revision);
+            logger.info({ revision: config.revision }, 'config reloaded');
+            writer.sync();
+            return true;
+          },
+          { inForce: files, onRestored: () => logger.info({ revision: config.revision }, 'config file is back to the config in force; nothing to reload') },
+        ),
       ]
     : [];
 

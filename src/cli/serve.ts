@@ -12,15 +12,15 @@ import type { CompiledConfig } from '../core/config.js';
 import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
 import { featuresOf, type KubeVersion } from '../core/kube-version.js';
 import { connectCluster, type KubeClient } from '../kube/client.js';
-import { BUILTIN_CONFIG_PATH, loadConfigFile } from '../config/load.js';
+import { BUILTIN_CONFIG_PATH, configOf } from '../config/load.js';
 import { watchExpiry, type ExpiryWatch } from '../ops/cert-expiry.js';
 import { createMetrics, type Metrics } from '../ops/metrics.js';
-import { watchFiles, type FileWatcher } from '../ops/watch.js';
+import { fileOf, readFiles, watchFiles, type FileSnapshot, type FileWatcher } from '../ops/watch.js';
 import { createApp } from '../server/app.js';
 import { listenHttp, listenHttps, type HttpsListener, type Listener } from '../server/listen.js';
 import { createMetricsApp } from '../server/metrics-app.js';
 import { generateCertificates, writeCertificates } from '../tls/generate.js';
-import { loadTlsPair, type TlsPair } from '../tls/load.js';
+import { tlsPairOf, type TlsPair } from '../tls/load.js';
 import { durationFlag, intFlag, kubeVersionFlag, UsageError, type FlagSpecs, type ParsedFlags } from './args.js';
 import { startCluster, type ClusterFeatures } from './cluster.js';
 import { servePolicy } from './serve-policy.js';
@@ -97,14 +97,14 @@ export async function serve(flags: ParsedFlags, logger: Logger, options: ServeOp
   const config = await loadConfig(s, metrics);
   const tls = await loadTls(s, flags['dev-certs'] === true, logger);
   const expiry = watchExpiry({ logger, gauge: metrics.certificateExpiry });
-  expiry.inForce(tls.cert);
+  expiry.inForce(tls.pair.cert);
   const cluster = await connect(s, flags, options, logger, metrics, config);
   let ready = true;
   const isReady = () => ready;
-  const listeners = await listen(s, tls, buildApp(s, config, cluster, logger, metrics, isReady), () =>
+  const listeners = await listen(s, tls.pair, buildApp(s, config, cluster, logger, metrics, isReady), () =>
     createMetricsApp(metrics.registry, isReady, cluster?.notReady),
   );
-  const watchers = await watchConfigAndTls(s, config, listeners.https, cluster, expiry, logger, metrics);
+  const watchers = await watchConfigAndTls(s, config, tls.files, listeners.https, cluster, expiry, logger, metrics);
   logger.info(
     { port: listeners.https.port, metricsPort: listeners.metrics?.port ?? null, host: s.host, config: s.configPath, revision: config.current.revision },
     'serving /mutate over HTTPS',
@@ -180,25 +180,29 @@ function readSettings(flags: ParsedFlags): Settings {
 /** The config in force: one reference, swapped whole, so an admission never sees a half-loaded config. */
 interface ConfigHolder {
   current: CompiledConfig;
+  /** The bytes it was loaded from at start: the watcher's baseline. */
+  files: FileSnapshot;
 }
 
 async function loadConfig(s: Settings, metrics: Metrics): Promise<ConfigHolder> {
-  const loaded = await loadConfigFile(s.configPath);
+  const files = await readFiles([s.configPath]);
+  const loaded = configOf(fileOf(files, s.configPath));
   if (!loaded.ok) throw new StartupError(loaded.errors);
   metrics.configRevision(loaded.compiled.revision);
-  return { current: loaded.compiled };
+  return { current: loaded.compiled, files };
 }
 
-async function loadTls(s: Settings, devCerts: boolean, logger: Logger): Promise<TlsPair> {
+async function loadTls(s: Settings, devCerts: boolean, logger: Logger): Promise<{ pair: TlsPair; files: FileSnapshot }> {
   if (devCerts && !(await exists(s.certPath)) && !(await exists(s.keyPath))) {
     const dir = dirname(s.certPath);
     if (dirname(s.keyPath) !== dir) throw new StartupError(['--dev-certs needs --tls-cert and --tls-key in one directory']);
     await writeCertificates(dir, await generateCertificates({ service: 'sidecar-injector', namespace: 'default', dev: true, days: 365 }));
     logger.info({ dir }, 'created development certificates (CA in ca.crt)');
   }
-  const tls = await loadTlsPair(s.certPath, s.keyPath);
+  const files = await readFiles([s.certPath, s.keyPath]);
+  const tls = tlsPairOf(fileOf(files, s.certPath), fileOf(files, s.keyPath));
   if (!tls.ok) throw new StartupError([tls.error]);
-  return tls.pair;
+  return { pair: tls.pair, files };
 }
 
 async function connect(
@@ -286,10 +290,14 @@ async function listen(s: Settings, tls: TlsPair, app: RequestListener, metricsAp
   }
 }
 
-/** Config and TLS reloads (SPEC 7), and --patch-ca-bundle's trigger. */
+/**
+ * Config and TLS reloads (SPEC 7), and --patch-ca-bundle's trigger. Each reload loads the bytes the
+ * watcher compared, once per change (ops/watch.ts), from the bytes loaded at start on.
+ */
 async function watchConfigAndTls(
   s: Settings,
   config: ConfigHolder,
+  tlsFiles: FileSnapshot,
   https: HttpsListener,
   cluster: ClusterFeatures | undefined,
   expiry: ExpiryWatch,
@@ -299,21 +307,40 @@ async function watchConfigAndTls(
   const watchers: FileWatcher[] = [];
   if (s.watchConfig) {
     watchers.push(
-      await watchFiles([s.configPath], async () => {
-        if (await reloadConfig(s, config, logger, metrics)) cluster?.configChanged();
+      await watchFiles(
+        [s.configPath],
+        async (files) => {
+          const inForce = reloadConfig(s, files, config, logger, metrics);
+          if (inForce) cluster?.configChanged();
+          return inForce;
+        },
+        { inForce: config.files, onRestored: () => logger.info({ revision: config.current.revision }, 'config file is back to the config in force; nothing to reload') },
+      ),
+    );
+  }
+  watchers.push(
+    await watchFiles([s.certPath, s.keyPath], (files) => reloadTls(s, files, https, cluster, expiry, logger, metrics), {
+      inForce: tlsFiles,
+      onRestored: () => logger.info({ cert: s.certPath }, 'certificate files are back to the pair in force; nothing to reload'),
+    }),
+  );
+  // --patch-ca-bundle: written at start (startCluster) and whenever ca.crt changes, with the pair or on its own
+  // (cert-manager rolls the CA before the leaf); a reload that leaves ca.crt as it was has nothing to write.
+  if (cluster?.caBundle) {
+    const writer = cluster.caBundle;
+    watchers.push(
+      await watchFiles([s.caPath], async () => {
+        writer.sync();
+        return true;
       }),
     );
   }
-  watchers.push(await watchFiles([s.certPath, s.keyPath], () => reloadTls(s, https, cluster, expiry, logger, metrics)));
-  // --patch-ca-bundle: written at start (startCluster) and whenever ca.crt changes, with the pair or on its own
-  // (cert-manager rolls the CA before the leaf); a reload that leaves ca.crt as it was has nothing to write.
-  if (cluster?.caBundle) watchers.push(await watchFiles([s.caPath], async () => cluster.caBundle?.sync()));
   return watchers;
 }
 
 /** True when a new config is in force. */
-async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, metrics: Metrics): Promise<boolean> {
-  const next = await loadConfigFile(s.configPath);
+function reloadConfig(s: Settings, files: FileSnapshot, config: ConfigHolder, logger: Logger, metrics: Metrics): boolean {
+  const next = configOf(fileOf(files, s.configPath));
   if (!next.ok) {
     metrics.configReload('failure');
     logger.error({ errors: next.errors, revision: config.current.revision }, 'config reload rejected; keeping the last good config');
@@ -330,12 +357,21 @@ async function reloadConfig(s: Settings, config: ConfigHolder, logger: Logger, m
 /** Serve the new pair after this long even if the caBundle could not be written (the old one may be about to expire). */
 const TRUST_BOUND_MS = 60_000;
 
-async function reloadTls(s: Settings, https: HttpsListener, cluster: ClusterFeatures | undefined, expiry: ExpiryWatch, logger: Logger, metrics: Metrics): Promise<void> {
-  const pair = await loadTlsPair(s.certPath, s.keyPath);
+/** True when the new pair is served. */
+async function reloadTls(
+  s: Settings,
+  files: FileSnapshot,
+  https: HttpsListener,
+  cluster: ClusterFeatures | undefined,
+  expiry: ExpiryWatch,
+  logger: Logger,
+  metrics: Metrics,
+): Promise<boolean> {
+  const pair = tlsPairOf(fileOf(files, s.certPath), fileOf(files, s.keyPath));
   if (!pair.ok) {
     metrics.tlsReload('failure');
     logger.error({ error: pair.error }, 'certificate reload rejected; keeping the current pair');
-    return;
+    return false;
   }
   // Trust before serve: a certificate signed by a new CA is served only once the API server trusts that CA.
   const writer = cluster?.caBundle;
@@ -349,6 +385,7 @@ async function reloadTls(s: Settings, https: HttpsListener, cluster: ClusterFeat
   expiry.inForce(pair.pair.cert);
   metrics.tlsReload('success');
   logger.info({ cert: s.certPath }, 'certificate reloaded');
+  return true;
 }
 
 /** Readiness is already off: keep accepting for the delay, then stop, drain and close. */

@@ -4,6 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { compileConfig, type CompiledConfig } from '../core/config.js';
+import type { FileRead } from '../ops/watch.js';
 import { validateConfig } from './schema.js';
 
 /** The example config shipped with the package, used when no --config is given. */
@@ -48,12 +49,17 @@ export function parseConfigText(text: string, source: string): ConfigResult {
   return { ok: true, compiled: compileConfig(result.config, revisionOf(parsed ?? {})) };
 }
 
+/** A config file already read (the watcher's bytes: what was compared is what is loaded). */
+export function configOf(file: FileRead): ConfigResult {
+  if ('error' in file) return { ok: false, errors: [`${file.path}: cannot read: ${file.error}`] };
+  return parseConfigText(file.bytes.toString('utf8'), file.path);
+}
+
 export async function loadConfigFile(path: string): Promise<ConfigResult> {
-  let text: string;
-  try {
-    text = await readFile(path, 'utf8');
-  } catch (err) {
-    return { ok: false, errors: [`${path}: cannot read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`] };
-  }
-  return parseConfigText(text, path);
+  return configOf(
+    await readFile(path).then(
+      (bytes) => ({ path, bytes }),
+      (err: NodeJS.ErrnoException) => ({ path, error: err.code ?? String(err) }),
+    ),
+  );
 }

@@ -1,6 +1,7 @@
 /** Reading a certificate and key pair from disk, checked to belong together before use. */
 import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
+import type { FileRead } from '../ops/watch.js';
 
 export interface TlsPair {
   cert: Buffer;
@@ -9,20 +10,28 @@ export interface TlsPair {
 
 export type TlsLoadResult = { ok: true; pair: TlsPair } | { ok: false; error: string };
 
-export async function loadTlsPair(certPath: string, keyPath: string): Promise<TlsLoadResult> {
-  let cert: Buffer;
-  let key: Buffer;
-  try {
-    [cert, key] = await Promise.all([readFile(certPath), readFile(keyPath)]);
-  } catch (err) {
-    const e = err as NodeJS.ErrnoException;
-    return { ok: false, error: `cannot read ${e.path ?? `${certPath} or ${keyPath}`}: ${e.code ?? e.message}` };
-  }
+/** The pair from files already read (the watcher's bytes: what was compared is what is served). */
+export function tlsPairOf(certFile: FileRead, keyFile: FileRead): TlsLoadResult {
+  if ('error' in certFile) return { ok: false, error: `cannot read ${certFile.path}: ${certFile.error}` };
+  if ('error' in keyFile) return { ok: false, error: `cannot read ${keyFile.path}: ${keyFile.error}` };
+  const cert = certFile.bytes;
+  const key = keyFile.bytes;
   try {
     // Throws on unparsable PEM and on a key that does not match the certificate.
     createSecureContext({ cert, key });
   } catch (err) {
-    return { ok: false, error: `${certPath} and ${keyPath} are not a usable pair: ${(err as Error).message}` };
+    return { ok: false, error: `${certFile.path} and ${keyFile.path} are not a usable pair: ${(err as Error).message}` };
   }
   return { ok: true, pair: { cert, key } };
+}
+
+const read = (path: string): Promise<FileRead> =>
+  readFile(path).then(
+    (bytes) => ({ path, bytes }),
+    (e: NodeJS.ErrnoException) => ({ path, error: e.code ?? e.message }),
+  );
+
+export async function loadTlsPair(certPath: string, keyPath: string): Promise<TlsLoadResult> {
+  const [cert, key] = await Promise.all([read(certPath), read(keyPath)]);
+  return tlsPairOf(cert, key);
 }

@@ -196,6 +196,82 @@ describe('certificate hot reload', () => {
   });
 });
 
+/**
+ * Issue 32: one reload per change, in the counter and the log. "Exactly one"
+ * without a fixed sleep: after the first reload, a second, distinguishable
+ * change is made and its reload waited for; the counter and the log lines
+ * must then be exactly two (a duplicate of the first would make three, or
+ * show the first's revision twice).
+ */
+describe('one reload per change', () => {
+  const withImage = (image: string) => TEST_CONFIG_YAML.replace('registry.example.com/logging/agent:1.0', image);
+  const reloadLines = (s: Server, msg: string) => s.proc.lines.filter((l) => l.msg === msg);
+  const counter = async (s: Server, name: string) => sampleValue(await scrape(s), name, { result: 'success' });
+  const whenReloads = (s: Server, msg: string, n: number) => eventually(async () => (reloadLines(s, msg).length >= n ? true : undefined), `${n} "${msg}" lines`, 15_000);
+
+  async function twoConfigChanges(change: (s: Server, yaml: string) => void) {
+    const s = await startServer();
+    change(s, withImage('registry.example.com/logging/agent:2.0'));
+    await whenReloads(s, 'config reloaded', 1);
+    const first = reloadLines(s, 'config reloaded')[0]!.revision;
+    expect(await counter(s, 'sidecar_injector_config_reloads_total')).toBe(1);
+    expect(patchOf(await admit(s))).toContain('agent:2.0');
+
+    change(s, withImage('registry.example.com/logging/agent:3.0'));
+    await whenReloads(s, 'config reloaded', 2);
+    expect(patchOf(await admit(s))).toContain('agent:3.0');
+    const lines = reloadLines(s, 'config reloaded');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]!.previous).toBe(first);
+    expect(lines[1]!.revision).not.toBe(first);
+    const m = await scrape(s);
+    expect(sampleValue(m, 'sidecar_injector_config_reloads_total', { result: 'success' })).toBe(2);
+    expect(sampleValue(m, 'sidecar_injector_config_reloads_total', { result: 'failure' })).toBe(0);
+    expect(reloadLines(s, 'config reload rejected; keeping the last good config')).toEqual([]);
+  }
+
+  it('a ConfigMap-style ..data swap of the config: one reload each', async () => {
+    await twoConfigChanges((s, yaml) => s.config.update({ 'config.yaml': yaml }));
+  });
+
+  it('an in-place write of the config: one reload each', async () => {
+    await twoConfigChanges((s, yaml) => writeFileSync(s.config.path('config.yaml'), yaml));
+  });
+
+  it('a Secret-style ..data swap of the certificate: one reload each', async () => {
+    const s = await startServer();
+    const [a, b] = await Promise.all([pair('a'), pair('b')]);
+    s.tls.update(tlsFiles(b));
+    await whenReloads(s, 'certificate reloaded', 1);
+    expect(await counter(s, 'sidecar_injector_tls_reloads_total')).toBe(1);
+    expect((await call(s, '/healthz')).certDer).toBe(b.cert.replace(/-----[A-Z ]+-----|\n/g, ''));
+
+    s.tls.update(tlsFiles(a));
+    await whenReloads(s, 'certificate reloaded', 2);
+    expect((await call(s, '/healthz')).certDer).toBe(a.cert.replace(/-----[A-Z ]+-----|\n/g, ''));
+    expect(reloadLines(s, 'certificate reloaded')).toHaveLength(2);
+    const m = await scrape(s);
+    expect(sampleValue(m, 'sidecar_injector_tls_reloads_total', { result: 'success' })).toBe(2);
+    expect(sampleValue(m, 'sidecar_injector_tls_reloads_total', { result: 'failure' })).toBe(0);
+  });
+
+  it('a config put back to the one in force after a rejected change is not a reload', async () => {
+    const s = await startServer();
+    s.config.update({ 'config.yaml': 'profiles:\n  log-shipper:\n    containers: [{ name: Bad }]\n' });
+    await whenReloads(s, 'config reload rejected; keeping the last good config', 1);
+    s.config.update({ 'config.yaml': TEST_CONFIG_YAML }); // the bytes it started with
+    const restored = await s.proc.waitForLog((l) => l.msg === 'config file is back to the config in force; nothing to reload');
+    expect(restored.revision).toBe(s.proc.lines.find((l) => l.msg === 'serving /mutate over HTTPS')?.revision);
+    s.config.update({ 'config.yaml': withImage('registry.example.com/logging/agent:4.0') });
+    await whenReloads(s, 'config reloaded', 1);
+    expect(patchOf(await admit(s))).toContain('agent:4.0');
+    expect(reloadLines(s, 'config reloaded')).toHaveLength(1);
+    const m = await scrape(s);
+    expect(sampleValue(m, 'sidecar_injector_config_reloads_total', { result: 'success' })).toBe(1);
+    expect(sampleValue(m, 'sidecar_injector_config_reloads_total', { result: 'failure' })).toBe(1);
+  });
+});
+
 describe('graceful shutdown', () => {
   it('SIGTERM: readiness 503 at once, accepts during the delay, then refuses; in-flight requests finish; exit 0', async () => {
     const s = await startServer(['--shutdown-delay', '0.5']);
