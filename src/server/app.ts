@@ -14,6 +14,7 @@ import { isPodCreate, parseReview, type AdmissionReviewIn } from '../core/review
 import type { NamespaceLookup } from '../kube/namespaces.js';
 import { readJsonBody } from './body.js';
 import { httpError, type HttpErrorCode } from './errors.js';
+import { closeAfterRefusal } from './linger.js';
 
 export const MAX_BODY_BYTES = 3 * 1024 * 1024;
 
@@ -122,6 +123,8 @@ async function readReview(req: Request, res: Response, logger: Logger): Promise<
   const body = await readJsonBody(req, MAX_BODY_BYTES);
   if (!body.ok) {
     logger.warn({ code: body.code, problem: body.detail }, 'rejected request');
+    // The client may still be sending: answer now, then read and discard the rest (bounded) before closing.
+    if (body.code === 'BODY_TOO_LARGE') closeAfterRefusal(req, res, body.received ?? 0, MAX_BODY_BYTES);
     sendError(res, body.code, body.detail);
     return undefined;
   }

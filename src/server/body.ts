@@ -7,7 +7,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { HttpErrorCode } from './errors.js';
 
-export type BodyResult = { ok: true; value: unknown } | { ok: false; code: HttpErrorCode; detail?: string };
+/** `received`: with BODY_TOO_LARGE, the body bytes read when it was refused (the rest is still arriving). */
+export type BodyResult = { ok: true; value: unknown } | { ok: false; code: HttpErrorCode; detail?: string; received?: number };
 
 const UTF8 = /^utf-?8$/i;
 
@@ -28,8 +29,8 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<BodyR
   }
   const declared = Number(req.headers['content-length'] ?? NaN);
   if (declared > limit) {
-    req.resume(); // drain, so the connection can answer
-    return Promise.resolve({ ok: false, code: 'BODY_TOO_LARGE' });
+    req.resume(); // discard, so the connection can answer
+    return Promise.resolve({ ok: false, code: 'BODY_TOO_LARGE', received: 0 });
   }
   return new Promise((resolve) => {
     const chunks: Buffer[] = [];
@@ -44,8 +45,8 @@ export function readJsonBody(req: IncomingMessage, limit: number): Promise<BodyR
       if (done) return;
       size += chunk.length;
       if (size > limit) {
-        finish({ ok: false, code: 'BODY_TOO_LARGE' });
-        req.resume();
+        chunks.length = 0; // what is left of the body is discarded, not kept
+        finish({ ok: false, code: 'BODY_TOO_LARGE', received: size });
         return;
       }
       chunks.push(chunk);
