@@ -34,7 +34,7 @@ afterAll(async () => {
   await install?.stop();
   kas?.stop();
   const table = [
-    'pod creation on kube-apiserver 1.36 (ms)',
+    `pod creation on kube-apiserver ${kas.version} (ms)`,
     'case                                   n     p50     p90     p99  errors  pods/s',
     ...rows.map((r) => `${r.case.padEnd(36)} ${String(r.n).padStart(5)} ${r.p50.toFixed(2).padStart(7)} ${r.p90.toFixed(2).padStart(7)} ${r.p99.toFixed(2).padStart(7)} ${String(r.errors).padStart(7)} ${r.perSecond === undefined ? '' : r.perSecond.toFixed(0).padStart(7)}`),
   ].join('\n');

@@ -1,5 +1,5 @@
 /**
- * End to end on a real kube-apiserver 1.36 (`npm run e2e`): the product
+ * End to end on a real kube-apiserver (1.36; 1.30 by KUBERNETES=1.30) (`npm run e2e`): the product
  * installed as the chart installs it (install.ts), held to what the API
  * server stored and to its audit log, not to the webhook's own view.
  */
