@@ -68,7 +68,7 @@ export function tool(name, log = (line) => process.stderr.write(`${line}\n`)) {
   if (existsSync(binary)) return binary;
 
   const go = spawnSync('go', ['env', 'GOVERSION'], { encoding: 'utf8', env: { ...process.env, GOTOOLCHAIN: 'local' } });
-  if (go.status !== 0) throw new Error(`building ${name} needs Go 1.26 or newer on PATH (go env GOVERSION: ${go.error ?? go.stderr.trim()})`);
+  if (go.status !== 0) throw new Error(`building ${name} needs Go 1.26.7 or newer on PATH (the version Prometheus's module asks for) (go env GOVERSION: ${go.error ?? go.stderr.trim()})`);
   log(`tools: building ${name} ${version} from ${dir}/go.mod with ${go.stdout.trim()} (the first time on a machine only)`);
   const started = Date.now();
   const part = `${home}.part-${process.pid}`;
