@@ -6,6 +6,7 @@
  */
 import type { V1Pod } from '@kubernetes/client-node';
 import type { CompiledConfig } from './config.js';
+import { celLowerAscii, celSplit, celTrim } from './cel-strings.js';
 import { anySelectorMatches } from './selector.js';
 import { warning } from './warning.js';
 
@@ -16,16 +17,20 @@ export type Decision =
 /** The pod's `<prefix>/inject` wish: the label wins over the annotation. */
 export type Wish = { kind: 'none' } | { kind: 'true' } | { kind: 'false' } | { kind: 'profiles'; names: string[] };
 
+/**
+ * Read as the compiled policy reads it (policy.ts's `raw`, `wishTrue`, `wishFalse`, `listed`): CEL's
+ * `trim()`, `lowerAscii()` and `split(",")`, not JavaScript's (cel-strings.ts), so that a no-break space,
+ * a byte order mark or a Turkish İ means the same in both modes.
+ */
 export function readWish(pod: V1Pod, injectKey: string): Wish {
   const raw = pod.metadata?.labels?.[injectKey] ?? pod.metadata?.annotations?.[injectKey];
   if (raw === undefined) return { kind: 'none' };
-  const value = raw.trim();
-  const lower = value.toLowerCase();
+  const value = celTrim(raw);
+  const lower = celLowerAscii(value);
   if (lower === 'true') return { kind: 'true' };
   if (lower === 'false') return { kind: 'false' };
-  const names = value
-    .split(',')
-    .map((n) => n.trim())
+  const names = celSplit(value, ',')
+    .map(celTrim)
     .filter((n) => n !== '');
   return names.length === 0 ? { kind: 'none' } : { kind: 'profiles', names };
 }

@@ -6,8 +6,10 @@
  */
 import type { V1Container } from '@kubernetes/client-node';
 import type { Profile } from './config.js';
+import { celSize, celTrim } from './cel-strings.js';
+import { imageAllowed } from './image-registry.js';
 import { parseQuantity } from './quantity.js';
-import { warning } from './warning.js';
+import { head, warning } from './warning.js';
 
 export const OVERRIDE_SUFFIXES = ['image', 'cpu-request', 'cpu-limit', 'memory-request', 'memory-limit'] as const;
 type Suffix = (typeof OVERRIDE_SUFFIXES)[number];
@@ -33,14 +35,6 @@ export function readOverrides(annotations: Readonly<Record<string, string>> | un
   return out;
 }
 
-// A registry prefix matches at a path boundary, so "registry.example.com" does not admit "registry.example.com.evil.io".
-function imageAllowed(image: string, registries: readonly string[]): boolean {
-  return registries.some((prefix) => {
-    if (!image.startsWith(prefix)) return false;
-    return prefix.endsWith('/') || prefix.endsWith(':') || image.length === prefix.length || '/:@'.includes(image[prefix.length] ?? '');
-  });
-}
-
 const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/;
 
 type Resource = 'cpu' | 'memory';
@@ -63,7 +57,7 @@ export function applyOverrides(
 ): V1Container {
   if (!requested) return container;
   const refuse: Refuse = (suffix, value, why) => {
-    const shown = value.length > 40 ? `${value.slice(0, 39)}…` : value;
+    const shown = value.length > 40 ? `${head(value, 39)}…` : value;
     warnings.push(warning(`override ${container.name}.${suffix}="${shown}" refused (${why}), profile value kept`));
   };
   const image = overrideImage(container.image, requested.image, profile, refuse);
@@ -86,9 +80,10 @@ export function applyOverrides(
 /** The image override, if the profile allows its registry; else the profile's image. */
 function overrideImage(profileImage: string | undefined, requested: string | undefined, profile: Profile, refuse: Refuse): string | undefined {
   if (requested === undefined) return profileImage;
-  const value = requested.trim();
+  // Trimmed as CEL's trim() trims (cel-strings.ts): the policy reads the same image.
+  const value = celTrim(requested);
   if (profile.overrides.imageRegistries.length === 0) refuse('image', value, 'not allowed by the profile');
-  else if (!IMAGE_REFERENCE.test(value) || value.length > 512) refuse('image', value, 'not an image reference');
+  else if (!IMAGE_REFERENCE.test(value) || celSize(value) > 512) refuse('image', value, 'not an image reference');
   else if (!imageAllowed(value, profile.overrides.imageRegistries)) refuse('image', value, 'registry not allowed');
   else return value;
   return profileImage;

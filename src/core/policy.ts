@@ -31,6 +31,7 @@
  * and memory.
  */
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
+import { cel } from './cel-strings.js';
 import type { CompiledConfig, Profile } from './config.js';
 import type { KubeVersion } from './kube-version.js';
 import { matchConditionsFor, selectorExpression, type MatchCondition } from './match-conditions.js';
@@ -160,10 +161,11 @@ function overrideVariables(compiled: CompiledConfig): { variables: { name: strin
       const id = `o${(k += 1)}`;
       const exprs: OverrideExprs = {};
       if (registries.length > 0) {
-        const v = `${ann(key('image'))}.trim()`;
+        // Read as overrides.ts reads it (cel-strings.ts).
+        const v = cel.trim(ann(key('image')));
         // A registry prefix matches at a path boundary (overrides.ts imageAllowed).
         const allowed = `${JSON.stringify(registries)}.exists(r, ${v}.startsWith(r) && (r.endsWith("/") || r.endsWith(":") || size(${v}) == size(r) || ${v}.substring(size(r), size(r) + 1) in ["/", ":", "@"]))`;
-        variables.push({ name: `${id}Image`, expression: `${present(key('image'))} && ${v}.matches(${str(IMAGE_RE)}) && size(${v}) <= 512 && ${allowed} ? ${v} : ${str(c.image ?? '')}` });
+        variables.push({ name: `${id}Image`, expression: `${present(key('image'))} && ${v}.matches(${str(IMAGE_RE)}) && ${cel.size(v)} <= 512 && ${allowed} ? ${v} : ${str(c.image ?? '')}` });
         exprs.image = `variables.${id}Image`;
       }
       if (p.overrides.resources) {
@@ -224,6 +226,9 @@ export function policyApiVersion(v: KubeVersion): string | undefined {
   return undefined;
 }
 
+/** The names of a profile list as readWish reads them (empty entries still in): split at commas, each trimmed. */
+const WISH_NAMES = `${cel.split('variables.raw', ',')}.map(n, ${cel.trim('n')})`;
+
 /** The decision of decide.ts, as CEL variables; `profiles` is the list to inject ([] for none). */
 function decisionVariables(compiled: CompiledConfig): { name: string; expression: string }[] {
   const { config, keys } = compiled;
@@ -234,12 +239,12 @@ function decisionVariables(compiled: CompiledConfig): { name: string; expression
   return [
     { name: 'labels', expression: 'has(object.metadata.labels) ? object.metadata.labels : {}' },
     { name: 'annotations', expression: 'has(object.metadata.annotations) ? object.metadata.annotations : {}' },
-    // readWish: the label wins when it is set, whatever its value.
+    // readWish, with the same string functions (cel-strings.ts): the label wins when it is set, whatever its value.
     { name: 'hasWish', expression: `${inject} in variables.labels || ${inject} in variables.annotations` },
-    { name: 'raw', expression: `${inject} in variables.labels ? variables.labels[${inject}].trim() : (${inject} in variables.annotations ? variables.annotations[${inject}].trim() : "")` },
-    { name: 'wishTrue', expression: 'variables.hasWish && variables.raw.lowerAscii() == "true"' },
-    { name: 'wishFalse', expression: 'variables.hasWish && variables.raw.lowerAscii() == "false"' },
-    { name: 'listed', expression: `variables.hasWish && !variables.wishTrue && !variables.wishFalse ? variables.raw.split(",").map(n, n.trim()).filter(n, n != "" && n in ${known}) : []` },
+    { name: 'raw', expression: `${inject} in variables.labels ? ${cel.trim(`variables.labels[${inject}]`)} : (${inject} in variables.annotations ? ${cel.trim(`variables.annotations[${inject}]`)} : "")` },
+    { name: 'wishTrue', expression: `variables.hasWish && ${cel.lowerAscii('variables.raw')} == "true"` },
+    { name: 'wishFalse', expression: `variables.hasWish && ${cel.lowerAscii('variables.raw')} == "false"` },
+    { name: 'listed', expression: `variables.hasWish && !variables.wishTrue && !variables.wishFalse ? ${WISH_NAMES}.filter(n, n != "" && n in ${known}) : []` },
     // Unknown names dropped, the first of each kept, in the pod's order.
     { name: 'asked', expression: 'lists.range(size(variables.listed)).filter(i, variables.listed.indexOf(variables.listed[i]) == i).map(i, variables.listed[i])' },
     {
@@ -448,11 +453,11 @@ function validatingObjects(compiled: CompiledConfig, name: string, variables: { 
   }
   const known = `[${Object.keys(config.profiles).map(str).join(', ')}]`;
   // Asked as readWish reads it: "true", or any name, known or not.
-  const asked = 'variables.wishTrue || (variables.hasWish && !variables.wishFalse && variables.raw.split(",").exists(n, n.trim() != ""))';
+  const asked = `variables.wishTrue || (variables.hasWish && !variables.wishFalse && ${WISH_NAMES}.exists(n, n != ""))`;
   const warnings: Record<string, string>[] = [
     {
       // decide.ts reads the names only after neverInjectSelector.
-      expression: `!(!variables.never && variables.hasWish && !variables.wishTrue && !variables.wishFalse && variables.raw.split(",").map(n, n.trim()).exists(n, n != "" && !(n in ${known})))`,
+      expression: `!(!variables.never && variables.hasWish && !variables.wishTrue && !variables.wishFalse && ${WISH_NAMES}.exists(n, n != "" && !(n in ${known})))`,
       message: 'unknown sidecar profile ignored',
     },
     {

@@ -22,6 +22,16 @@ describe('readWish', () => {
   it('reads profile lists, trimming blanks', () => {
     expect(readWish(withWish(' proxy, metrics ,'), 'sidecar-injector.io/inject')).toEqual({ kind: 'profiles', names: ['proxy', 'metrics'] });
   });
+  it('reads as CEL reads (cel-strings.ts): trimmed as Go\'s unicode.IsSpace says, lower-cased in ASCII only', () => {
+    const read = (v: string) => readWish(withWish(v), 'sidecar-injector.io/inject');
+    expect(read('\u00a0TRUE\u3000')).toEqual({ kind: 'true' });
+    expect(read('\u0085false\u2028')).toEqual({ kind: 'false' });
+    expect(read('\ufefftrue')).toEqual({ kind: 'profiles', names: ['\ufefftrue'] });
+    expect(read('true\u200b')).toEqual({ kind: 'profiles', names: ['true\u200b'] });
+    expect(read('\u0085proxy\u00a0,\u1680metrics\u0085,\u3000')).toEqual({ kind: 'profiles', names: ['proxy', 'metrics'] });
+    expect(read('PROX\u0130')).toEqual({ kind: 'profiles', names: ['PROX\u0130'] });
+    expect(read('\u0085,\u00a0')).toEqual({ kind: 'none' });
+  });
   it('treats no value as no wish', () => {
     expect(readWish(noWish, 'sidecar-injector.io/inject')).toEqual({ kind: 'none' });
   });

@@ -10,6 +10,7 @@
  * API server itself is needed (its defaulting, the ServiceAccount plugin, the
  * policies' validation) it is test/e2e/policy.e2e.ts, on a real 1.36.
  */
+import { isDeepStrictEqual } from 'node:util';
 import { beforeAll, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
 import { stringify } from 'yaml';
@@ -18,7 +19,7 @@ import { compilePolicy, type PolicyObject } from '../../src/core/policy.js';
 import { mutate } from '../../src/core/mutate.js';
 import { parseReview } from '../../src/core/review.js';
 import type { CompiledConfig } from '../../src/core/config.js';
-import { config as generatedConfig, pod as generatedPod } from '../helpers/arbitraries.js';
+import { CEL_EDGE_CHARACTERS, celEdgeImage, celEdgeQuantity, celEdgeWish, config as generatedConfig, pod as generatedPod } from '../helpers/arbitraries.js';
 import { compile, TEST_CONFIG_YAML } from '../helpers/configs.js';
 import { admissionReview } from '../helpers/fixtures.js';
 import { chartConfig, overrideCases, POLICY_CASES } from '../helpers/policy-cases.js';
@@ -33,6 +34,8 @@ const V136 = { major: 1, minor: 36 };
 /** 1.36 has native sidecars and matchConditions: what the webhook would be told by the cluster. */
 const SERVER = { nativeSidecars: true, matchConditions: true };
 const RUNS = Number(process.env.PROPERTY_RUNS ?? 100);
+/** The Unicode property's seed (PROPERTY_SEED, as test/core/properties.test.ts). */
+const SEED = Number(process.env.PROPERTY_SEED ?? 20261203);
 
 /** Namespaces for every namespace rule: plain, labelled enabled or disabled, and excluded. */
 const NAMESPACES: Record<string, Record<string, string>> = {
@@ -117,7 +120,9 @@ async function bothModes(config: CompiledConfig, given: Case[], objects = policy
  */
 function warningKinds(warnings: string[], from: 'webhook' | 'policy'): string[] {
   const kinds = warnings.flatMap((w): string[] => {
-    if (/override .* refused/.test(w)) return from === 'webhook' ? [] : ['override refused'];
+    // `s`: the webhook's warning quotes the pod's value, which may hold a line break. Also an override for a
+    // container that is not injected ("ignored").
+    if (/override .* (refused|ignored)/s.test(w)) return from === 'webhook' ? [] : ['override refused'];
     if (/unknown sidecar profile/.test(w)) return ['unknown profile'];
     if (/sidecar injection (skipped|denied)/.test(w)) return ['not injected'];
     if (/pods may not opt out here/.test(w)) return ['opt-out ignored'];
@@ -200,6 +205,72 @@ describe('policy mode through Kubernetes\' own admission code (k8s.io/apiserver)
     }));
     expect((await bothModes(chart, cases)).every(expectSameOutcome)).toBe(true);
   }, 120_000);
+
+  describe('one meaning for every string (src/core/cel-strings.ts): the webhook reads as CEL reads', () => {
+    const INJECT = 'sidecar-injector.io/inject';
+    const IMAGE = 'sidecar-injector.io/log-shipper.image';
+    /** Every character outside printable ASCII as \u{…}, so that a failure shows which one it was. */
+    const visible = (v: unknown) => JSON.stringify(v).replace(/[^\x20-\x7e]/gu, (c) => `\\u{${c.codePointAt(0)!.toString(16)}}`);
+    const withMeta = (i: number, namespace: string, labels: Record<string, string>, annotations: Record<string, string>): Case => {
+      const base = POLICY_CASES[0]![1];
+      return {
+        title: `pod ${i}: labels ${visible(labels)}, annotations ${visible(annotations)}`,
+        namespace,
+        pod: admitted({ ...base, metadata: { name: `u-${i}`, labels: { ...base.metadata?.labels, ...labels }, annotations } }, namespace),
+      };
+    };
+    const shipperOf = (p: V1Pod | undefined) => [...(p?.spec?.initContainers ?? []), ...(p?.spec?.containers ?? [])].find((c) => c.name === 'log-shipper');
+    const imageOf = (p: V1Pod | undefined) => shipperOf(p)?.image;
+
+    it('each edge character around a wish, a profile list and an image override: the same pods, and trimmed as Go\'s unicode.IsSpace says', async () => {
+      const cases = CEL_EDGE_CHARACTERS.flatMap((ch, i) => [
+        withMeta(4 * i, 'plain', {}, { [INJECT]: `${ch}TRUE${ch}` }),
+        withMeta(4 * i + 1, 'plain', {}, { [INJECT]: `${ch}log-shipper${ch},${ch}` }),
+        withMeta(4 * i + 2, 'plain', {}, { [INJECT]: 'true', [IMAGE]: `${ch}cr.fluentbit.io/fluent/fluent-bit:3.3.0${ch}` }),
+        withMeta(4 * i + 3, 'enabled', {}, { [INJECT]: `${ch}FaLsE${ch}` }),
+      ]);
+      const outcomes = await bothModes(chart, cases);
+      const injected = outcomes.map(expectSameOutcome);
+      const image = outcomes.filter((_, k) => k % 4 === 2).map((o) => imageOf(o.policy.pod));
+      // What Kubernetes' CEL trims (cel-go ext/strings.go: strings.TrimSpace), and so what the webhook trims now.
+      const space = (ch: string) => /^\p{White_Space}$/u.test(ch);
+      expect(CEL_EDGE_CHARACTERS.map((ch, i) => [visible(ch), injected[4 * i], injected[4 * i + 1], injected[4 * i + 3]])).toEqual(
+        // ",TRUE," is a profile list of one unknown name; ",log-shipper,,," still asks for log-shipper.
+        CEL_EDGE_CHARACTERS.map((ch) => [visible(ch), space(ch), space(ch) || ch === ',', !space(ch)]),
+      );
+      expect(image).toEqual(CEL_EDGE_CHARACTERS.map((ch) => (space(ch) ? 'cr.fluentbit.io/fluent/fluent-bit:3.3.0' : 'cr.fluentbit.io/fluent/fluent-bit:3.2.2')));
+    });
+
+    it(`fast-check Unicode in the inject label and annotation, profile lists and override values (seed ${SEED}): the same pods, refused and warned alike`, async () => {
+      // The label (which wins) on one pod in four, the annotation on four in five. The API server's validation
+      // takes only [A-Za-z0-9_.-] in a label value (so there only ASCII case can differ); neither the harness
+      // nor the webhook's pipeline validates, so labels get any string here too.
+      const meta = fc.record({
+        label: fc.oneof({ weight: 3, arbitrary: fc.constant(undefined) }, { weight: 1, arbitrary: celEdgeWish }),
+        annotation: fc.option(celEdgeWish, { freq: 5, nil: undefined }),
+        // Each override on about half the pods (the exporter allows none; it is rarely injected).
+        overrides: fc.record(
+          {
+            [IMAGE]: celEdgeImage,
+            ...Object.fromEntries(['cpu-request', 'cpu-limit', 'memory-request', 'memory-limit'].map((k) => [`sidecar-injector.io/log-shipper.${k}`, celEdgeQuantity])),
+            'sidecar-injector.io/exporter.image': celEdgeImage,
+          },
+          { requiredKeys: [] },
+        ),
+      });
+      const cases = fc.sample(meta, { seed: SEED, numRuns: 3 * RUNS }).map(({ label, annotation, overrides }, i) =>
+        withMeta(i, NAMESPACE_NAMES[i % NAMESPACE_NAMES.length]!, label === undefined ? {} : { [INJECT]: label }, { ...overrides, ...(annotation === undefined ? {} : { [INJECT]: annotation }) }),
+      );
+      const outcomes = await bothModes(chart, cases);
+      const injected = outcomes.filter(expectSameOutcome).length;
+      // Enough of them injected (and enough not), and overridden, for the comparison to mean something.
+      const profile = chart.config.profiles['log-shipper']!.containers[0]!;
+      const overridden = outcomes.map((o) => shipperOf(o.policy.pod)).filter((c) => c && (c.image !== profile.image || !isDeepStrictEqual(c.resources, profile.resources)));
+      expect(injected).toBeGreaterThan(cases.length / 10);
+      expect(injected).toBeLessThan(cases.length * 0.9);
+      expect(overridden.length).toBeGreaterThan(cases.length / 30);
+    }, 120_000);
+  });
 
   it('fast-check configs, each with fast-check pods (refused configs say why, and are few)', async () => {
     const configs = fc.sample(generatedConfig, { seed: 20261201, numRuns: Math.ceil(RUNS / 3) });

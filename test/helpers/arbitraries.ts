@@ -138,3 +138,48 @@ export const config: fc.Arbitrary<CompiledConfig> = fc
 export const server = fc.constantFrom({ nativeSidecars: true }, { nativeSidecars: false }, { nativeSidecars: undefined });
 export const namespaceLabels = fc.constantFrom<Record<string, string> | undefined>(undefined, {}, { 'sidecar-injector.io/injection': 'enabled' }, { 'sidecar-injector.io/injection': 'disabled' });
 
+
+/**
+ * Characters where CEL's string functions and JavaScript's part ways (src/core/cel-strings.ts), and their
+ * neighbours: spaces that both trim, U+0085 (only Go's unicode.IsSpace), U+FEFF (only JavaScript's trim),
+ * U+200B and U+180E (neither: no White_Space), letters that JavaScript's toLowerCase() changes and CEL's
+ * lowerAscii() does not (Turkish İ and ı, the Kelvin sign, long s), commas.
+ */
+export const CEL_EDGE_CHARACTERS = [
+  ' ', '\t', '\n', '\r', '\v', '\f', '\u0085', '\u00a0', '\u1680', '\u2000', '\u2007', '\u200a', '\u2028', '\u2029', '\u202f', '\u205f', '\u3000',
+  '\ufeff', '\u200b', '\u180e', '\u0130', '\u0131', '\u212a', '\u017f', ',',
+];
+
+/** A word in random ASCII case (the bits say which letters are upper case). */
+const anyCase = (words: readonly string[]) =>
+  fc.tuple(fc.constantFrom(...words), fc.nat()).map(([w, bits]) => [...w].map((c, i) => ((bits >> i) & 1 ? c.toUpperCase() : c)).join(''));
+
+/**
+ * Strings made of `words` (in any ASCII case), the edge characters and arbitrary code points (any plane):
+ * half of them one word wrapped in edge characters (a value that means something once trimmed, or not;
+ * the first word, the one that means most, as often as all the others), half of them pieces of all three
+ * in any order.
+ */
+export function celEdgeString(words: readonly string[]): fc.Arbitrary<string> {
+  const edges = fc.array(fc.constantFrom(...CEL_EDGE_CHARACTERS), { maxLength: 2 }).map((chars) => chars.join(''));
+  const word = fc.oneof({ weight: 2, arbitrary: fc.constantFrom(...words) }, { weight: 1, arbitrary: anyCase(words) });
+  const piece = fc.oneof(
+    { weight: 4, arbitrary: fc.constantFrom(...CEL_EDGE_CHARACTERS) },
+    { weight: 6, arbitrary: word },
+    { weight: 1, arbitrary: fc.string({ unit: 'binary', maxLength: 3 }) },
+  );
+  return fc.oneof(
+    fc.tuple(edges, fc.constant(words[0]!), edges).map((parts) => parts.join('')),
+    fc.tuple(edges, word, edges).map((parts) => parts.join('')),
+    { weight: 2, arbitrary: fc.array(piece, { maxLength: 6 }).map((pieces) => pieces.join('')) },
+  );
+}
+
+/** An inject wish (label or annotation value, or a profile list) for the chart's config. */
+export const celEdgeWish = celEdgeString(['true', 'false', 'log-shipper', 'exporter', 'nginx-exporter', 'nope', 'log-shıpper', 'LOG-SHİPPER', 'falſe', ',', '']);
+
+/** An image override for the chart's log shipper (allowed: cr.fluentbit.io/fluent/). */
+export const celEdgeImage = celEdgeString(['cr.fluentbit.io/fluent/fluent-bit:3.3.0', 'cr.fluentbit.io/fluent/a@sha256:00', 'cr.fluentbit.io/fluent', 'docker.io/x', '10m']);
+
+/** A resource override (quantities), and sometimes an image where a quantity belongs. */
+export const celEdgeQuantity = celEdgeString(['150m', '10m', '100m', '64Mi', '1Gi', '1e3', '.5', '2', 'cr.fluentbit.io/fluent']);
