@@ -12,9 +12,9 @@
  * config load (see README, Performance).
  */
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import type { InjectorConfig, NativeSidecar, Profile } from '../core/config.js';
+import { CEILING_RESOURCES, type InjectorConfig, type NativeSidecar, type Profile, type TenantProfileLimits } from '../core/config.js';
 import type { LabelSelector } from '../core/selector.js';
-import { parseQuantity } from '../core/quantity.js';
+import { compareQuantities, parseQuantity } from '../core/quantity.js';
 import { CORE_V1_TYPES } from './core-v1-schema.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -267,6 +267,32 @@ function readProfile(r: Reader, v: unknown, at: Path): Profile | undefined {
   };
 }
 
+// An image reference's first characters (the characters of overrides.ts's IMAGE_REFERENCE): no spaces, no scheme.
+const REGISTRY_PREFIX = { pattern: /^(?!.*:\/\/)[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/, message: 'must be an image reference prefix such as registry.example.com/team/ (no scheme)' };
+
+const TENANT_FIELDS = ['enabled', 'namespaceSelector', 'allowedRegistries', 'maxResources'];
+
+/** `tenantProfiles` (SPEC 9): absent or null is off, with no limits beyond the fixed floor. */
+function readTenantProfiles(r: Reader, v: unknown, at: Path): TenantProfileLimits {
+  const t = r.object(v ?? {}, at, TENANT_FIELDS) ?? {};
+  const maxResources: TenantProfileLimits['maxResources'] = {};
+  const ceilings = r.object(t.maxResources ?? {}, [...at, 'maxResources'], CEILING_RESOURCES) ?? {};
+  for (const resource of CEILING_RESOURCES) {
+    const q = ceilings[resource];
+    if (q === undefined || q === null) continue;
+    if ((typeof q !== 'string' && typeof q !== 'number') || parseQuantity(String(q)) === undefined) {
+      r.fail([...at, 'maxResources', resource], 'must be a Kubernetes quantity such as 500m or 256Mi');
+    } else if (compareQuantities(String(q), '0') !== 1) r.fail([...at, 'maxResources', resource], 'must be more than 0');
+    else maxResources[resource] = String(q);
+  }
+  return {
+    enabled: r.boolean(t.enabled, [...at, 'enabled'], false),
+    namespaceSelector: t.namespaceSelector === undefined || t.namespaceSelector === null ? {} : (readSelector(r, t.namespaceSelector, [...at, 'namespaceSelector']) ?? {}),
+    allowedRegistries: r.list(t.allowedRegistries, [...at, 'allowedRegistries'], (x, q) => (r.nonEmpty(x, q) === undefined ? undefined : r.string(x, q, REGISTRY_PREFIX))),
+    maxResources,
+  };
+}
+
 const TOP_FIELDS = [
   'annotationPrefix',
   'policy',
@@ -277,6 +303,7 @@ const TOP_FIELDS = [
   'onConflict',
   'allowPodOptOut',
   'profiles',
+  'tenantProfiles',
 ];
 
 function readConfig(r: Reader, data: unknown): InjectorConfig {
@@ -296,6 +323,7 @@ function readConfig(r: Reader, data: unknown): InjectorConfig {
     onConflict: r.oneOf(top.onConflict, ['onConflict'], ['skip', 'deny'] as const, 'skip'),
     allowPodOptOut: r.boolean(top.allowPodOptOut, ['allowPodOptOut'], true),
     profiles: {},
+    tenantProfiles: readTenantProfiles(r, top.tenantProfiles, ['tenantProfiles']),
   };
   for (const [name, value] of Object.entries(r.object(top.profiles, ['profiles'], undefined) ?? {})) {
     if (!PROFILE_NAME.test(name)) r.fail(['profiles', name], 'profile names must be lower case letters, digits, -, _ and .');
@@ -348,7 +376,7 @@ function profileProblems(p: Profile): Problem[] {
       const limits = c.resources?.limits ?? {};
       for (const [resource, request] of Object.entries(requests)) {
         const limit = limits[resource];
-        if (limit !== undefined && (parseQuantity(String(request)) ?? 0) > (parseQuantity(String(limit)) ?? Infinity)) {
+        if (limit !== undefined && compareQuantities(String(request), String(limit)) === 1) {
           problems.push({ path: at('resources', 'requests', resource), message: `request ${request} exceeds limit ${limit}` });
         }
       }
@@ -369,6 +397,21 @@ export function formatPath(path: readonly (string | number)[]): string {
     else out += out === '' ? key : `.${key}`;
   }
   return out || '(root)';
+}
+
+export type ProfileSpecResult = { ok: true; profile: Profile } | { ok: false; errors: string[] };
+
+/**
+ * A SidecarProfile's spec (SPEC 9: exactly a profile of section 4), checked as
+ * a config profile is; every error is `spec.<path>: message`. Whether the
+ * profile stays inside the tenant limits is core/tenant-profile.ts's judgment.
+ */
+export function validateProfileSpec(spec: unknown): ProfileSpecResult {
+  const r = new Reader();
+  const profile = readProfile(r, spec, ['spec']);
+  if (profile && r.problems.length === 0) for (const problem of profileProblems(profile)) r.fail(['spec', ...problem.path], problem.message);
+  if (!profile || r.problems.length > 0) return { ok: false, errors: r.problems.map((e) => `${formatPath(e.path)}: ${e.message}`) };
+  return { ok: true, profile };
 }
 
 export type ValidationResult = { ok: true; config: InjectorConfig } | { ok: false; errors: string[] };

@@ -25,6 +25,26 @@ export interface Profile {
   overrides: ProfileOverrides;
 }
 
+/** The resources `tenantProfiles.maxResources` may cap. */
+export const CEILING_RESOURCES = ['cpu', 'memory'] as const;
+export type CeilingResource = (typeof CEILING_RESOURCES)[number];
+
+/**
+ * SPEC 9: the limits inside which a namespace's own SidecarProfiles must stay.
+ * The fixed floor (privileged, capabilities, host access, volume kinds, the
+ * restricted Pod Security Standard) is not configurable: see tenant-profile.ts.
+ */
+export interface TenantProfileLimits {
+  /** true: SidecarProfiles are served. */
+  enabled: boolean;
+  /** The namespaces whose SidecarProfiles are served (excluded namespaces never); {} selects all. */
+  namespaceSelector: LabelSelector;
+  /** Every image (and image override prefix) must start with one of these, at a path boundary; empty: any registry. */
+  allowedRegistries: string[];
+  /** Per-container ceilings, as written (validated quantities): limits must be set and within, requests within. */
+  maxResources: Partial<Record<CeilingResource, string>>;
+}
+
 export interface InjectorConfig {
   annotationPrefix: string;
   policy: 'opt-in' | 'opt-out';
@@ -35,6 +55,7 @@ export interface InjectorConfig {
   onConflict: 'skip' | 'deny';
   allowPodOptOut: boolean;
   profiles: Record<string, Profile>;
+  tenantProfiles: TenantProfileLimits;
 }
 
 /** Annotation and label keys derived from the prefix. */
