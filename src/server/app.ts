@@ -117,6 +117,8 @@ interface Exchange {
 async function readReview(req: Request, res: Response, logger: Logger): Promise<AdmissionReviewIn | undefined> {
   if (!req.is('application/json')) {
     logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
+    // Refused before its body is read: the same bounded lingering close as a body over the cap.
+    closeAfterRefusal(req, res, 0, MAX_BODY_BYTES);
     sendError(res, 'UNSUPPORTED_MEDIA_TYPE', `got ${JSON.stringify(req.headers['content-type'] ?? null)}`);
     return undefined;
   }
@@ -124,7 +126,7 @@ async function readReview(req: Request, res: Response, logger: Logger): Promise<
   if (!body.ok) {
     logger.warn({ code: body.code, problem: body.detail }, 'rejected request');
     // The client may still be sending: answer now, then read and discard the rest (bounded) before closing.
-    if (body.code === 'BODY_TOO_LARGE') closeAfterRefusal(req, res, body.received ?? 0, MAX_BODY_BYTES);
+    closeAfterRefusal(req, res, body.received ?? 0, MAX_BODY_BYTES);
     sendError(res, body.code, body.detail);
     return undefined;
   }

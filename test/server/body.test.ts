@@ -171,8 +171,8 @@ class RawClient {
     });
   }
 
-  head(framing: string): void {
-    this.write(`POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n${framing}\r\n\r\n`);
+  head(framing: string, contentType = 'application/json'): void {
+    this.write(`POST /mutate HTTP/1.1\r\nHost: localhost\r\nContent-Type: ${contentType}\r\n${framing}\r\n\r\n`);
   }
 
   /**
@@ -344,6 +344,22 @@ describe('a body over the cap is answered while the client is still sending it',
       stalled.socket.destroy();
     }
     expectCountedOnce(2);
+  });
+
+  it('a body refused for its content type (415) before it is read is answered the same way', async () => {
+    const clients = Array.from({ length: 5 }, () => new RawClient());
+    await Promise.all(
+      clients.map(async (c) => {
+        await c.connected;
+        c.head(`Content-Length: ${4 * MiB}`, 'text/plain');
+        c.writeBody(4 * MiB, false, true);
+      }),
+    );
+    await within(Promise.all(clients.map((c) => c.closed)), 25_000, 'the refused connections closed');
+    for (const c of clients) {
+      expect({ status: c.status, error: c.error?.answered === false ? c.error.code : undefined }).toEqual({ status: 415, error: undefined });
+      expect(c.headers.get('connection')).toBe('close');
+    }
   });
 
   it('a request under the cap still gets its answer on a keep-alive connection it can reuse', async () => {
