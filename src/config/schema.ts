@@ -14,7 +14,7 @@
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { CEILING_RESOURCES, type InjectorConfig, type NativeSidecar, type Profile, type TenantProfileLimits } from '../core/config.js';
 import type { LabelSelector } from '../core/selector.js';
-import { compareQuantities, parseQuantity } from '../core/quantity.js';
+import { compareQuantities, isQuantity } from '../core/quantity.js';
 import { CORE_V1_TYPES } from './core-v1-schema.js';
 
 const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
@@ -98,7 +98,7 @@ class Reader {
   quantities(v: unknown, path: Path): void {
     const obj = this.object(v, path, undefined);
     for (const [k, q] of Object.entries(obj ?? {})) {
-      if ((typeof q !== 'string' && typeof q !== 'number') || parseQuantity(String(q)) === undefined) {
+      if ((typeof q !== 'string' && typeof q !== 'number') || !isQuantity(String(q))) {
         this.fail([...path, k], 'must be a Kubernetes quantity such as 100m, 64Mi or 1');
       }
     }
@@ -280,7 +280,7 @@ function readTenantProfiles(r: Reader, v: unknown, at: Path): TenantProfileLimit
   for (const resource of CEILING_RESOURCES) {
     const q = ceilings[resource];
     if (q === undefined || q === null) continue;
-    if ((typeof q !== 'string' && typeof q !== 'number') || parseQuantity(String(q)) === undefined) {
+    if ((typeof q !== 'string' && typeof q !== 'number') || !isQuantity(String(q))) {
       r.fail([...at, 'maxResources', resource], 'must be a Kubernetes quantity such as 500m or 256Mi');
     } else if (compareQuantities(String(q), '0') !== 1) r.fail([...at, 'maxResources', resource], 'must be more than 0');
     else maxResources[resource] = String(q);

@@ -8,7 +8,7 @@ import type { V1Container } from '@kubernetes/client-node';
 import type { Profile } from './config.js';
 import { celSize, celTrim } from './cel-strings.js';
 import { imageAllowed } from './image-registry.js';
-import { parseQuantity } from './quantity.js';
+import { compareQuantities, isQuantity } from './quantity.js';
 import { head, warning } from './warning.js';
 
 export const OVERRIDE_SUFFIXES = ['image', 'cpu-request', 'cpu-limit', 'memory-request', 'memory-limit'] as const;
@@ -39,11 +39,10 @@ const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/;
 
 type Resource = 'cpu' | 'memory';
 
-/** True when both are quantities and `a` is larger. */
+/** True when both are quantities and `a` is larger, as Kubernetes compares them (the policy's isGreaterThan()). */
 function exceeds(a: string | number | undefined, b: string | number | undefined): boolean {
   if (a === undefined || b === undefined) return false;
-  const [x, y] = [parseQuantity(String(a)), parseQuantity(String(b))];
-  return x !== undefined && y !== undefined && x > y;
+  return compareQuantities(String(a), String(b)) === 1;
 }
 
 type Refuse = (suffix: string, value: string, why: string) => void;
@@ -113,12 +112,12 @@ function overrideResource(
   const profileRequest = into.requests[resource];
   let limit = profileLimit;
   if (limitValue !== undefined) {
-    if (parseQuantity(limitValue) === undefined) refuse(limitKey, limitValue, 'not a quantity');
+    if (!isQuantity(limitValue)) refuse(limitKey, limitValue, 'not a quantity');
     else limit = limitValue;
   }
   let request = profileRequest;
   if (requestValue !== undefined) {
-    if (parseQuantity(requestValue) === undefined) refuse(requestKey, requestValue, 'not a quantity');
+    if (!isQuantity(requestValue)) refuse(requestKey, requestValue, 'not a quantity');
     else if (exceeds(requestValue, limit)) refuse(requestKey, requestValue, `above the limit ${limit}`);
     else request = requestValue;
   }

@@ -241,6 +241,33 @@ describe('policy mode through Kubernetes\' own admission code (k8s.io/apiserver)
       expect(image).toEqual(CEL_EDGE_CHARACTERS.map((ch) => (space(ch) ? 'cr.fluentbit.io/fluent/fluent-bit:3.3.0' : 'cr.fluentbit.io/fluent/fluent-bit:3.2.2')));
     });
 
+    it('override quantities as resource.ParseQuantity reads them (src/core/quantity.ts): rounded up to nano, huge exponents, int32 exponents, the binary cap', async () => {
+      const over = (o: Record<string, string>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [`sidecar-injector.io/log-shipper.${k}`, v]));
+      // With what the API server stores: the override, in Quantity's canonical form (the harness encodes the pod).
+      const given: [Record<string, string>, { limits: Record<string, string>; requests: Record<string, string> } | 'profile'][] = [
+        // 1e400 is a quantity to Kubernetes (10^400, not capped), not Infinity.
+        [{ 'memory-limit': '1e400' }, { limits: { memory: '10e399' }, requests: {} }],
+        // Both round up to 100000001n: the request equals the limit.
+        [{ 'cpu-limit': '0.1000000001', 'cpu-request': '0.1000000002' }, { limits: { cpu: '100000001n' }, requests: { cpu: '100000001n' } }],
+        [{ 'cpu-limit': '1n', 'cpu-request': '1e-10' }, { limits: { cpu: '1n' }, requests: { cpu: '1e-9' } }],
+        [{ 'cpu-limit': '1n', 'cpu-request': '0.0000000001' }, { limits: { cpu: '1n' }, requests: { cpu: '1n' } }],
+        [{ 'cpu-limit': '1n', 'cpu-request': '1.1n' }, 'profile'],
+        // 8Ei and 9Ei are both capped at max int64.
+        [{ 'memory-limit': '8Ei', 'memory-request': '9Ei' }, { limits: { memory: '9223372036854775807' }, requests: { memory: '9223372036854775807' } }],
+        // The exponent is truncated to int32: 1e4294967297 is 10, which is above 1 (the limit stands).
+        [{ 'cpu-limit': '1', 'cpu-request': '1e4294967297' }, { limits: { cpu: '1' }, requests: {} }],
+        // An exponent beyond int64 is no quantity (ErrSuffix).
+        [{ 'memory-limit': '1e99999999999999999999' }, 'profile'],
+      ];
+      const cases = given.map(([o], i) => withMeta(1000 + i, 'plain', {}, { [INJECT]: 'true', ...over(o) }));
+      const outcomes = await bothModes(chart, cases);
+      expect(outcomes.map(expectSameOutcome)).toEqual(given.map(() => true));
+      const profile = chart.config.profiles['log-shipper']!.containers[0]!.resources!;
+      expect(outcomes.map((o) => shipperOf(o.policy.pod)?.resources)).toEqual(
+        given.map(([, r]) => (r === 'profile' ? profile : { limits: { ...profile.limits, ...r.limits }, requests: { ...profile.requests, ...r.requests } })),
+      );
+    });
+
     it(`fast-check Unicode in the inject label and annotation, profile lists and override values (seed ${SEED}): the same pods, refused and warned alike`, async () => {
       // The label (which wins) on one pod in four, the annotation on four in five. The API server's validation
       // takes only [A-Za-z0-9_.-] in a label value (so there only ASCII case can differ); neither the harness
