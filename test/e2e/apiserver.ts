@@ -190,14 +190,19 @@ export class ApiServer {
       const a = await this.call('POST', '/api/v1/namespaces/default/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } });
       return a.status === 201 || a.status === 409;
     });
+    this.writeKubeconfig(this.kubeconfig, 'admin', this.token, 'default');
+  }
+
+  /** A kubeconfig for this server: USER with TOKEN, namespace NAMESPACE by default. */
+  private writeKubeconfig(file: string, user: string, token: string, namespace: string): void {
     writeFileSync(
-      this.kubeconfig,
+      file,
       JSON.stringify({
         apiVersion: 'v1',
         kind: 'Config',
         clusters: [{ name: 'e2e', cluster: { server: this.url, 'certificate-authority-data': Buffer.from(this.ca).toString('base64') } }],
-        users: [{ name: 'admin', user: { token: this.token } }],
-        contexts: [{ name: 'e2e', context: { cluster: 'e2e', user: 'admin', namespace: 'default' } }],
+        users: [{ name: user, user: { token } }],
+        contexts: [{ name: 'e2e', context: { cluster: 'e2e', user, namespace } }],
         'current-context': 'e2e',
       }),
       { mode: 0o600 },
@@ -305,18 +310,7 @@ export class ApiServer {
     });
     const token = (answer.status as { token: string }).token;
     const file = join(dir, `${name}.kubeconfig`);
-    const { writeFileSync } = await import('node:fs');
-    writeFileSync(
-      file,
-      JSON.stringify({
-        apiVersion: 'v1',
-        kind: 'Config',
-        clusters: [{ name: 'e2e', cluster: { server: this.url, 'certificate-authority-data': Buffer.from(this.ca).toString('base64') } }],
-        users: [{ name, user: { token } }],
-        contexts: [{ name: 'e2e', context: { cluster: 'e2e', user: name, namespace } }],
-        'current-context': 'e2e',
-      }),
-    );
+    this.writeKubeconfig(file, name, token, namespace);
     return file;
   }
 }
