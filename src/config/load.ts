@@ -1,10 +1,9 @@
 /** Reading a config file: YAML text -> validated, compiled config, or every error with its path. */
 import { createHash } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { parseDocument } from 'yaml';
 import { compileConfig, type CompiledConfig } from '../core/config.js';
-import type { FileRead } from '../ops/watch.js';
+import { readOne, type FileRead } from '../ops/watch.js';
 import { validateConfig } from './schema.js';
 
 /** The example config shipped with the package, used when no --config is given. */
@@ -56,10 +55,5 @@ export function configOf(file: FileRead): ConfigResult {
 }
 
 export async function loadConfigFile(path: string): Promise<ConfigResult> {
-  return configOf(
-    await readFile(path).then(
-      (bytes) => ({ path, bytes }),
-      (err: NodeJS.ErrnoException) => ({ path, error: err.code ?? String(err) }),
-    ),
-  );
+  return configOf(await readOne(path));
 }

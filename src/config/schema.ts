@@ -14,6 +14,7 @@
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { CEILING_RESOURCES, type InjectorConfig, type NativeSidecar, type Profile, type TenantProfileLimits } from '../core/config.js';
 import type { LabelSelector } from '../core/selector.js';
+import { IMAGE_REFERENCE } from '../core/image-registry.js';
 import { compareQuantities, isQuantity } from '../core/quantity.js';
 import { CORE_V1_TYPES } from './core-v1-schema.js';
 
@@ -267,8 +268,8 @@ function readProfile(r: Reader, v: unknown, at: Path): Profile | undefined {
   };
 }
 
-// An image reference's first characters (the characters of overrides.ts's IMAGE_REFERENCE): no spaces, no scheme.
-const REGISTRY_PREFIX = { pattern: /^(?!.*:\/\/)[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/, message: 'must be an image reference prefix such as registry.example.com/team/ (no scheme)' };
+// An image reference's first characters (IMAGE_REFERENCE's): no spaces, and no scheme.
+const REGISTRY_PREFIX = { pattern: new RegExp(`^(?!.*://)${IMAGE_REFERENCE.source.slice(1)}`), message: 'must be an image reference prefix such as registry.example.com/team/ (no scheme)' };
 
 const TENANT_FIELDS = ['enabled', 'namespaceSelector', 'allowedRegistries', 'maxResources'];
 

@@ -5,6 +5,9 @@
  * (tenant-profile.ts, `tenantProfiles.allowedRegistries`).
  */
 
+/** The characters an image reference is made of (an image override must be one; a registry prefix too). */
+export const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/;
+
 /**
  * A prefix matches at a path boundary, so "registry.example.com" does not admit
  * "registry.example.com.evil.io": the prefix ends in `/` or `:`, or the image

@@ -7,7 +7,7 @@
 import type { V1Container } from '@kubernetes/client-node';
 import type { Profile } from './config.js';
 import { celSize, celTrim } from './cel-strings.js';
-import { imageAllowed } from './image-registry.js';
+import { IMAGE_REFERENCE, imageAllowed } from './image-registry.js';
 import { compareQuantities, isQuantity } from './quantity.js';
 import { head, warning } from './warning.js';
 
@@ -35,7 +35,6 @@ export function readOverrides(annotations: Readonly<Record<string, string>> | un
   return out;
 }
 
-const IMAGE_REFERENCE = /^[A-Za-z0-9][A-Za-z0-9._\-/:@]*$/;
 
 type Resource = 'cpu' | 'memory';
 

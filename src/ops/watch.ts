@@ -36,15 +36,16 @@ export function fileOf(snapshot: FileSnapshot, path: string): FileRead {
   return snapshot.files.find((f) => f.path === path) ?? { path, error: 'not read' };
 }
 
-export async function readFiles(paths: readonly string[]): Promise<FileSnapshot> {
-  const files = await Promise.all(
-    paths.map((path) =>
-      readFile(path).then(
-        (bytes): FileRead => ({ path, bytes }),
-        (e: NodeJS.ErrnoException): FileRead => ({ path, error: e.code ?? e.message }),
-      ),
-    ),
+/** One file's bytes, or the error code that kept it from being read (never throws). */
+export function readOne(path: string): Promise<FileRead> {
+  return readFile(path).then(
+    (bytes): FileRead => ({ path, bytes }),
+    (e: NodeJS.ErrnoException): FileRead => ({ path, error: e.code ?? e.message }),
   );
+}
+
+export async function readFiles(paths: readonly string[]): Promise<FileSnapshot> {
+  const files = await Promise.all(paths.map(readOne));
   const hash = createHash('sha256');
   for (const f of files) {
     // Length-prefixed, so no two different reads hash the same input.

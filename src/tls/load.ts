@@ -1,7 +1,6 @@
 /** Reading a certificate and key pair from disk, checked to belong together before use. */
-import { readFile } from 'node:fs/promises';
 import { createSecureContext } from 'node:tls';
-import type { FileRead } from '../ops/watch.js';
+import { readOne, type FileRead } from '../ops/watch.js';
 
 export interface TlsPair {
   cert: Buffer;
@@ -25,13 +24,7 @@ export function tlsPairOf(certFile: FileRead, keyFile: FileRead): TlsLoadResult 
   return { ok: true, pair: { cert, key } };
 }
 
-const read = (path: string): Promise<FileRead> =>
-  readFile(path).then(
-    (bytes) => ({ path, bytes }),
-    (e: NodeJS.ErrnoException) => ({ path, error: e.code ?? e.message }),
-  );
-
 export async function loadTlsPair(certPath: string, keyPath: string): Promise<TlsLoadResult> {
-  const [cert, key] = await Promise.all([read(certPath), read(keyPath)]);
+  const [cert, key] = await Promise.all([readOne(certPath), readOne(keyPath)]);
   return tlsPairOf(cert, key);
 }
