@@ -10,6 +10,7 @@ import { decide } from './decide.js';
 import { inject, type ServerFeatures } from './inject.js';
 import { additivePatch } from './patch.js';
 import { newProblems } from './podcheck.js';
+import type { TenantProfiles } from './tenant-profile.js';
 import { warning } from './warning.js';
 
 /** The words of the `decision` audit annotation and metric label. */
@@ -23,16 +24,18 @@ export interface PodContext {
   namespace: string;
   namespaceLabels: Readonly<Record<string, string>> | undefined;
   server: ServerFeatures;
+  /** The SidecarProfiles of the pod's namespace (SPEC 9); absent: none are served. */
+  tenantProfiles?: TenantProfiles;
 }
 
 export function admitPod(pod: V1Pod, ctx: PodContext, compiled: CompiledConfig): PodOutcome {
-  const decision = decide(pod, ctx.namespace, ctx.namespaceLabels, compiled);
+  const decision = decide(pod, ctx.namespace, ctx.namespaceLabels, compiled, ctx.tenantProfiles);
   if (decision.action !== 'inject') {
     return { decision: decision.action === 'skip' ? 'skipped' : 'unchanged', profiles: [], reason: decision.reason, warnings: decision.warnings };
   }
 
   const { profiles } = decision;
-  const injection = inject(pod, profiles, compiled, ctx.server);
+  const injection = inject(pod, profiles, compiled, ctx.server, ctx.tenantProfiles);
   const warnings = [...decision.warnings, ...injection.warnings];
   const conflicts = newProblems(pod, injection.pod);
   if (conflicts.length > 0) {

@@ -8,6 +8,7 @@ import type { V1Pod } from '@kubernetes/client-node';
 import type { CompiledConfig } from './config.js';
 import { celLowerAscii, celSplit, celTrim } from './cel-strings.js';
 import { anySelectorMatches } from './selector.js';
+import { tenantProfileKey, tenantVerdict, type TenantProfiles } from './tenant-profile.js';
 import { warning } from './warning.js';
 
 export type Decision =
@@ -42,6 +43,7 @@ export function decide(
   namespace: string,
   namespaceLabels: Readonly<Record<string, string>> | undefined,
   compiled: CompiledConfig,
+  tenants?: TenantProfiles,
 ): Decision {
   const { config, keys } = compiled;
   const warnings: string[] = [];
@@ -75,8 +77,8 @@ export function decide(
   if (wish.kind === 'profiles') {
     const known: string[] = [];
     for (const name of wish.names) {
-      if (!Object.hasOwn(config.profiles, name)) warnings.push(warning(`unknown sidecar profile "${name}" ignored`));
-      else if (!known.includes(name)) known.push(name);
+      const chosen = chooseProfile(name, namespace, namespaceLabels, compiled, tenants, warnings);
+      if (chosen !== undefined && !known.includes(chosen)) known.push(chosen);
     }
     if (known.length > 0) return { action: 'inject', profiles: known, reason: 'pod asked for these profiles', warnings };
   }
@@ -89,4 +91,31 @@ export function decide(
   // 8
   if (config.policy === 'opt-out') return injectDefaults('policy is opt-out');
   return skip('policy is opt-in and neither the pod nor its namespace asked');
+}
+
+/**
+ * A name the pod asked for: the config's profile of that name, else the
+ * SidecarProfile of that name in the pod's own namespace (SPEC 9), recorded
+ * as `namespace/name`, if it is accepted; a profile that is not is never
+ * injected, and the pod is told why.
+ */
+function chooseProfile(
+  name: string,
+  namespace: string,
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  compiled: CompiledConfig,
+  tenants: TenantProfiles | undefined,
+  warnings: string[],
+): string | undefined {
+  if (Object.hasOwn(compiled.config.profiles, name)) return name;
+  const tenant = tenants?.get(name);
+  if (tenant === undefined || tenant.namespace !== namespace) {
+    warnings.push(warning(`unknown sidecar profile "${name}" ignored`));
+    return undefined;
+  }
+  const key = tenantProfileKey(namespace, name);
+  const verdict = tenantVerdict(tenant, namespaceLabels, compiled);
+  if (verdict.accepted) return key;
+  warnings.push(warning(`sidecar profile ${key} not injected (${verdict.reason}): ${verdict.message}`));
+  return undefined;
 }

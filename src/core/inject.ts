@@ -5,9 +5,10 @@
  * thousands of env vars costs no more than a small one.
  */
 import type { V1Container, V1Pod, V1PodSpec, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
-import type { CompiledConfig, NativeSidecar } from './config.js';
+import type { CompiledConfig, NativeSidecar, Profile } from './config.js';
 import { withContainerDefaults, withVolumeDefaults } from './defaults.js';
 import { applyOverrides, readOverrides } from './overrides.js';
+import { tenantProfileKey, type TenantProfiles } from './tenant-profile.js';
 import { warning } from './warning.js';
 
 /** What the status annotation records (JSON, in this key order). */
@@ -17,6 +18,8 @@ export interface InjectionStatus {
   initContainers: string[];
   volumes: string[];
   revision: string;
+  /** Each tenant profile injected (`namespace/name`, SPEC 9) with the generation injected; absent when none was. */
+  generations?: Record<string, number>;
 }
 
 export interface Injection {
@@ -81,15 +84,27 @@ interface Parts {
 }
 
 /** Pod + profiles → the injected pod: gather the parts, record them, put them in. */
-export function inject(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig, server: ServerFeatures): Injection {
+export function inject(
+  pod: V1Pod,
+  profileNames: readonly string[],
+  compiled: CompiledConfig,
+  server: ServerFeatures,
+  tenants?: TenantProfiles,
+): Injection {
   const warnings: string[] = [];
-  const parts = gatherParts(pod, profileNames, compiled, server, warnings);
+  const chosen = profileNames.flatMap((name) => {
+    const found = resolveProfile(name, compiled, tenants);
+    return found ? [found] : []; // decide() only hands over known names
+  });
+  const parts = gatherParts(pod, chosen, compiled, server, warnings);
+  const generations = Object.fromEntries(chosen.flatMap((c) => (c.generation === undefined ? [] : [[c.name, c.generation]])));
   const status: InjectionStatus = {
     profiles: [...profileNames],
     containers: parts.sidecars.map((c) => c.name),
     initContainers: parts.initContainers.map((c) => c.name),
     volumes: parts.volumes.map((v) => v.name),
     revision: compiled.revision,
+    ...(Object.keys(generations).length > 0 ? { generations } : {}),
   };
   const mutated: V1Pod = {
     ...pod,
@@ -99,15 +114,31 @@ export function inject(pod: V1Pod, profileNames: readonly string[], compiled: Co
   return { pod: mutated, status, warnings };
 }
 
+/** A profile to inject, under the name the status annotation records. */
+interface ChosenProfile {
+  name: string;
+  profile: Profile;
+  /** A tenant profile's generation. */
+  generation?: number;
+}
+
+/** A config profile by its name, or a tenant profile by `namespace/name` (decide() judged it accepted). */
+function resolveProfile(name: string, compiled: CompiledConfig, tenants: TenantProfiles | undefined): ChosenProfile | undefined {
+  const own = compiled.config.profiles[name];
+  if (own) return { name, profile: own };
+  const slash = name.indexOf('/');
+  const tenant = slash < 0 ? undefined : tenants?.get(name.slice(slash + 1));
+  if (!tenant?.profile || tenantProfileKey(tenant.namespace, tenant.name) !== name) return undefined;
+  return { name, profile: tenant.profile, generation: tenant.generation };
+}
+
 /** Each profile's containers (overrides, defaults, token mount; native or not), volumes and app mounts. */
-function gatherParts(pod: V1Pod, profileNames: readonly string[], compiled: CompiledConfig, server: ServerFeatures, warnings: string[]): Parts {
+function gatherParts(pod: V1Pod, chosen: readonly ChosenProfile[], compiled: CompiledConfig, server: ServerFeatures, warnings: string[]): Parts {
   const overrides = readOverrides(pod.metadata?.annotations, compiled.keys.prefix);
   const tokenMount = serviceAccountTokenMount(pod.spec);
   const parts: Parts = { sidecars: [], initContainers: [], volumes: [], appMounts: [] };
   const injectedNames = new Set<string>();
-  for (const name of profileNames) {
-    const profile = compiled.config.profiles[name];
-    if (!profile) continue; // decide() only hands over known names
+  for (const { name, profile } of chosen) {
     const prepare = (c: V1Container) => {
       injectedNames.add(c.name);
       return withTokenMount(withContainerDefaults(applyOverrides(c, overrides.get(c.name), profile, warnings)), tokenMount);

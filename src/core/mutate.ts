@@ -7,6 +7,7 @@ import type { CompiledConfig } from './config.js';
 import { admitPod, type PodDecision, type PodOutcome } from './admit.js';
 import { podEvent, type PodEvent } from './events.js';
 import type { ServerFeatures } from './inject.js';
+import type { TenantProfileLookup } from './tenant-profile.js';
 import { warning } from './warning.js';
 import { allowed, complete, denied, patched, type AdmissionReviewOut } from './response.js';
 import { asPod, isPodCreate, podShapeProblem, type AdmissionReviewIn } from './review.js';
@@ -18,6 +19,8 @@ export interface MutateContext {
   config: CompiledConfig;
   namespaceLabels: NamespaceLabels;
   server: ServerFeatures;
+  /** The SidecarProfiles the edge has indexed (SPEC 9); absent: none are served. */
+  tenantProfiles?: TenantProfileLookup;
   /** Set when the namespace's labels could not be had: the pod is decided as if it had none, and told why. */
   namespaceProblem?: string;
   /** Describe the Event this admission deserves (only when an event recorder is listening). */
@@ -61,7 +64,12 @@ export function mutate(review: AdmissionReviewIn, ctx: MutateContext): MutateRes
   const podNamespace = namespace || pod.metadata?.namespace || '';
   const outcome = admitPod(
     pod,
-    { namespace: podNamespace, namespaceLabels: ctx.namespaceProblem ? undefined : ctx.namespaceLabels(podNamespace), server: ctx.server },
+    {
+      namespace: podNamespace,
+      namespaceLabels: ctx.namespaceProblem ? undefined : ctx.namespaceLabels(podNamespace),
+      server: ctx.server,
+      tenantProfiles: ctx.tenantProfiles?.(podNamespace),
+    },
     ctx.config,
   );
   const warnings = ctx.namespaceProblem && outcome.decision !== 'unchanged'

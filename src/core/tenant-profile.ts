@@ -19,9 +19,10 @@
  * itself. Where a check relaxes for pods in a user namespace (runAsNonRoot,
  * runAsUser, procMount since 1.35), the profile gets no such relaxation.
  */
-import { CEILING_RESOURCES, type Profile, type TenantProfileLimits } from './config.js';
+import { CEILING_RESOURCES, type CompiledConfig, type Profile, type TenantProfileLimits } from './config.js';
 import { imageAllowed } from './image-registry.js';
 import { compareQuantities } from './quantity.js';
+import { selectorMatches } from './selector.js';
 
 /** Every rule, and where it comes from. */
 export const TENANT_RULES = {
@@ -218,4 +219,67 @@ function judgeVolume(v: Obj, at: string, refuse: Refuse): void {
       refuse(`${at}.${source}`, 'volumeKinds', value, `${source} volumes are not allowed in tenant profiles (allowed: ${TENANT_VOLUME_SOURCES.join(', ')})`);
     }
   }
+}
+
+/** Why a SidecarProfile is or is not served: the `Accepted` condition's reason. */
+export type TenantReason = 'Accepted' | 'NotServed' | 'Shadowed' | 'Invalid' | 'OutsideLimits';
+
+export interface TenantVerdict {
+  accepted: boolean;
+  reason: TenantReason;
+  /** For people: what is wrong, each problem with its field and rule. */
+  message: string;
+}
+
+/** A SidecarProfile as the injector holds it: read once from the API (or a file), judged when used. */
+export interface TenantProfile {
+  namespace: string;
+  name: string;
+  /** metadata.generation: recorded in the status annotation, so audit sees a changed profile. */
+  generation: number;
+  /** The spec read as a config profile; undefined when it is not one (then specProblems says why). */
+  profile: Profile | undefined;
+  /** The config schema's problems with the spec, each `spec.<path>: message`. */
+  specProblems: readonly string[];
+}
+
+/** The SidecarProfiles of one namespace, by name. */
+export type TenantProfiles = ReadonlyMap<string, TenantProfile>;
+/** Where a namespace's SidecarProfiles come from: an index the edge keeps (never a network call on the admission path). */
+export type TenantProfileLookup = (namespace: string) => TenantProfiles | undefined;
+
+/** How the status annotation and warnings name a tenant profile (SPEC 9: `namespace/name`). */
+export function tenantProfileKey(namespace: string, name: string): string {
+  return `${namespace}/${name}`;
+}
+
+/**
+ * Whether a SidecarProfile is served, judged against the config in force and
+ * its namespace's labels, first reason wins: tenant profiles off or the
+ * namespace not selected (NotServed), a config profile of the same name
+ * (Shadowed: the pod's wish means the config's), a spec that is not a profile
+ * (Invalid), a spec outside the limits or the floor (OutsideLimits). The
+ * webhook judges at each use and the status writer with the same function,
+ * so a reload that tightens the limits binds the next admission at once.
+ */
+export function tenantVerdict(
+  t: TenantProfile,
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  compiled: CompiledConfig,
+): TenantVerdict {
+  const { config } = compiled;
+  const limits = config.tenantProfiles;
+  const refused = (reason: TenantReason, message: string): TenantVerdict => ({ accepted: false, reason, message });
+  if (!limits.enabled) return refused('NotServed', 'tenant profiles are not enabled (tenantProfiles.enabled is false)');
+  if (compiled.excludedNamespaces.has(t.namespace)) return refused('NotServed', `namespace ${t.namespace} is excluded (excludeNamespaces)`);
+  if (!selectorMatches(limits.namespaceSelector, namespaceLabels ?? {})) {
+    return refused('NotServed', `namespace ${t.namespace} is not selected by tenantProfiles.namespaceSelector`);
+  }
+  if (Object.hasOwn(config.profiles, t.name)) {
+    return refused('Shadowed', `the config has a profile named "${t.name}": pods that ask for "${t.name}" get the config's`);
+  }
+  if (t.profile === undefined || t.specProblems.length > 0) return refused('Invalid', t.specProblems.join('; ') || 'spec is not a profile');
+  const judgment = judgeProfile(t.profile, limits);
+  if (!judgment.accepted) return refused('OutsideLimits', judgment.problems.map(formatProblem).join('; '));
+  return { accepted: true, reason: 'Accepted', message: 'inside the limits; served to pods of its namespace that ask for it by name' };
 }
