@@ -14,6 +14,12 @@ const read = (path: string) => readFileSync(at(path), 'utf8');
 const EXAMPLES = [
   { dir: 'log-shipping', input: 'web.yaml', output: 'web.injected.yaml', flags: ['--namespace-label', 'sidecar-injector.io/injection=enabled'] },
   { dir: 'native-sidecar-job', input: 'job.yaml', output: 'job.injected.yaml', flags: [] },
+  {
+    dir: 'tenant-profiles',
+    input: 'app.yaml',
+    output: 'app.injected.yaml',
+    flags: ['--namespace-label', 'sidecar-injector.io/tenant-profiles=enabled', '--profiles', 'examples/tenant-profiles/db-proxy.yaml'],
+  },
 ];
 
 describe.each(EXAMPLES)('examples/$dir', ({ dir, input, output, flags }) => {
@@ -44,4 +50,23 @@ it("the examples' log-shipper profile is config/example.yaml's (apart from nativ
   };
   const shipped = profile(readFileSync(new URL('../config/example.yaml', import.meta.url), 'utf8'));
   for (const { dir } of EXAMPLES) expect(profile(read(`${dir}/injector-config.yaml`))).toEqual(shipped);
+});
+
+describe('examples/tenant-profiles: the SidecarProfiles against the limits', () => {
+  const args = ['validate-config', '--config', 'examples/tenant-profiles/injector-config.yaml', 'examples/tenant-profiles/db-proxy.yaml', 'examples/tenant-profiles/refused.yaml'];
+
+  it('the README shows the command', () => {
+    expect(read('tenant-profiles/README.md').replace(/\\\n\s*/g, '')).toContain(`sidecar-injector ${args.join(' ')}`);
+  });
+
+  it('db-proxy is accepted; debug-tools is refused, one line per field and rule', async () => {
+    const out = await runCli(args.map((a) => (a.startsWith('examples/') ? at(a.slice('examples/'.length)) : a)));
+    expect(out.code).toBe(1);
+    expect(out.stdout).toBe('shop/db-proxy: accepted\n');
+    const lines = out.stderr.trim().split('\n');
+    expect(lines.every((l) => l.startsWith('shop/debug-tools: OutsideLimits: spec.'))).toBe(true);
+    expect(lines.map((l) => /\(rule (\w+)\)$/.exec(l)?.[1])).toEqual(
+      expect.arrayContaining(['allowedRegistries', 'maxResources', 'privileged', 'hostPathVolumes']),
+    );
+  });
 });

@@ -7,6 +7,7 @@ import { featuresOf, NEWEST } from '../core/kube-version.js';
 import { kubeVersionFlag, parseFlags, UsageError, type FlagSpecs } from './args.js';
 import type { CommandIO } from './io.js';
 import { formatManifests, parseManifests, type OutputDoc, type OutputFormat } from './manifests.js';
+import { lookupOf, readProfileFiles } from './sidecar-profile-files.js';
 
 export const INJECT_FLAGS: FlagSpecs = {
   file: { type: 'string', short: 'f', help: 'manifest file (YAML or JSON, multi-document); - reads stdin' },
@@ -15,6 +16,7 @@ export const INJECT_FLAGS: FlagSpecs = {
   'namespace-label': { type: 'string', multiple: true, help: 'a label of the namespace, k=v (repeatable); stands in for the cluster' },
   output: { type: 'string', short: 'o', default: 'yaml', help: 'yaml or json' },
   'kube-version': { type: 'string', help: 'Kubernetes version X.Y the pods go to; decides nativeSidecar: auto (default: the newest)' },
+  profiles: { type: 'string', multiple: true, help: "SidecarProfile manifests (repeatable): served to pods of their namespace as the cluster's limits allow" },
   help: { type: 'boolean', short: 'h', help: 'show this help' },
 };
 
@@ -25,9 +27,15 @@ template (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job, CronJob), as
 the webhook would inject them into pods created in the cluster. Other
 documents pass through unchanged. Warnings go to stderr.
 
+With --profiles, the SidecarProfiles in those files are served to pods of
+their namespace (a document without one gets --namespace), judged against the
+config's tenantProfiles limits as the cluster would: a profile that breaks
+them is not injected, with a warning.
+
 Example:
   sidecar-injector inject -f deploy.yaml --namespace shop \\
-    --namespace-label sidecar-injector.io/injection=enabled | kubectl diff -f -`;
+    --namespace-label sidecar-injector.io/injection=enabled | kubectl diff -f -
+  sidecar-injector inject -f deploy.yaml --namespace shop --profiles db-proxy.yaml --config cluster.yaml`;
 
 class InjectError extends Error {}
 
@@ -73,7 +81,15 @@ export async function runInject(argv: string[], io: CommandIO): Promise<number> 
     const parsed = parseManifests(text);
     if (!parsed.ok) throw new InjectError(parsed.error);
 
-    const ctx = { namespace: flags.namespace as string, namespaceLabels, server: featuresOf(kubeVersion) };
+    const profileFiles = (flags.profiles as string[] | undefined) ?? [];
+    const tenants = await readProfileFiles(profileFiles, flags.namespace as string);
+    if (!tenants.ok) throw new InjectError(`invalid --profiles:\n${tenants.errors.map((e) => `  ${e}`).join('\n')}`);
+    const ctx = {
+      namespace: flags.namespace as string,
+      namespaceLabels,
+      server: featuresOf(kubeVersion),
+      tenantProfiles: profileFiles.length > 0 ? lookupOf(tenants.profiles) : undefined,
+    };
     const out: OutputDoc[] = [];
     for (const doc of parsed.docs) {
       const label = `document ${doc.index}${describeDoc(doc.value) ? ` (${describeDoc(doc.value)})` : ''}`;

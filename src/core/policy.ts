@@ -121,6 +121,11 @@ function emittedFieldProblems(parts: Record<string, ProfileParts>): string[] {
 /** What this release refuses, each with its config path and why. */
 function refusals(compiled: CompiledConfig): string[] {
   const out: string[] = [];
+  // SPEC 9 in policy mode (SidecarProfiles as the policy's parameters) is not built yet: refusing keeps
+  // the promise that both modes store the same pods, rather than silently serving no tenant profile.
+  if (compiled.config.tenantProfiles.enabled) {
+    out.push('tenantProfiles.enabled: SidecarProfiles are served by the webhook only in this release (policy mode does not serve them yet; use the webhook, or set it to false)');
+  }
   for (const [name, p] of Object.entries(compiled.config.profiles)) {
     if (!p.overrides.resources) continue;
     for (const [list, containers] of [['initContainers', p.initContainers], ['containers', p.containers]] as const) {

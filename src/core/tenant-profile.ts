@@ -227,8 +227,10 @@ export type TenantReason = 'Accepted' | 'NotServed' | 'Shadowed' | 'Invalid' | '
 export interface TenantVerdict {
   accepted: boolean;
   reason: TenantReason;
-  /** For people: what is wrong, each problem with its field and rule. */
+  /** For people: the problems joined, or why it is (not) served. */
   message: string;
+  /** Invalid and OutsideLimits: each problem with its field (and rule); else empty. */
+  problems: readonly string[];
 }
 
 /** A SidecarProfile as the injector holds it: read once from the API (or a file), judged when used. */
@@ -269,7 +271,7 @@ export function tenantVerdict(
 ): TenantVerdict {
   const { config } = compiled;
   const limits = config.tenantProfiles;
-  const refused = (reason: TenantReason, message: string): TenantVerdict => ({ accepted: false, reason, message });
+  const refused = (reason: TenantReason, message: string, problems: readonly string[] = []): TenantVerdict => ({ accepted: false, reason, message, problems });
   if (!limits.enabled) return refused('NotServed', 'tenant profiles are not enabled (tenantProfiles.enabled is false)');
   if (compiled.excludedNamespaces.has(t.namespace)) return refused('NotServed', `namespace ${t.namespace} is excluded (excludeNamespaces)`);
   if (!selectorMatches(limits.namespaceSelector, namespaceLabels ?? {})) {
@@ -278,8 +280,14 @@ export function tenantVerdict(
   if (Object.hasOwn(config.profiles, t.name)) {
     return refused('Shadowed', `the config has a profile named "${t.name}": pods that ask for "${t.name}" get the config's`);
   }
-  if (t.profile === undefined || t.specProblems.length > 0) return refused('Invalid', t.specProblems.join('; ') || 'spec is not a profile');
+  if (t.profile === undefined || t.specProblems.length > 0) {
+    const problems = t.specProblems.length > 0 ? t.specProblems : ['spec: not a profile'];
+    return refused('Invalid', problems.join('; '), problems);
+  }
   const judgment = judgeProfile(t.profile, limits);
-  if (!judgment.accepted) return refused('OutsideLimits', judgment.problems.map(formatProblem).join('; '));
-  return { accepted: true, reason: 'Accepted', message: 'inside the limits; served to pods of its namespace that ask for it by name' };
+  if (!judgment.accepted) {
+    const problems = judgment.problems.map(formatProblem);
+    return refused('OutsideLimits', problems.join('; '), problems);
+  }
+  return { accepted: true, reason: 'Accepted', message: 'inside the limits; served to pods of its namespace that ask for it by name', problems: [] };
 }

@@ -8,6 +8,7 @@ import type { CompiledConfig } from './config.js';
 import { admitPod, type PodOutcome } from './admit.js';
 import type { ServerFeatures } from './inject.js';
 import { podShapeProblem } from './review.js';
+import type { TenantProfileLookup } from './tenant-profile.js';
 
 type Obj = Record<string, unknown>;
 
@@ -46,6 +47,8 @@ export interface WorkloadContext {
   namespace: string;
   namespaceLabels: Readonly<Record<string, string>> | undefined;
   server: ServerFeatures;
+  /** SidecarProfiles (SPEC 9) by namespace, as the cluster would serve them. */
+  tenantProfiles?: TenantProfileLookup;
 }
 
 export function injectWorkload(object: unknown, ctx: WorkloadContext, config: CompiledConfig): WorkloadResult {
@@ -53,7 +56,7 @@ export function injectWorkload(object: unknown, ctx: WorkloadContext, config: Co
   const kind = typeof object.kind === 'string' ? object.kind : '';
   const metadata = isObject(object.metadata) ? object.metadata : {};
   const namespace = typeof metadata.namespace === 'string' && metadata.namespace !== '' ? metadata.namespace : ctx.namespace;
-  const podCtx = { namespace, namespaceLabels: ctx.namespaceLabels, server: ctx.server };
+  const podCtx = { namespace, namespaceLabels: ctx.namespaceLabels, server: ctx.server, tenantProfiles: ctx.tenantProfiles?.(namespace) };
 
   if (kind === 'Pod') {
     const problem = podShapeProblem(object, 'Pod');

@@ -134,6 +134,12 @@ profiles:
     expect(partial.ok ? [] : partial.problems.map((p) => p.split(':')[0])).toEqual(['profiles.a.initContainers[0].resources', 'profiles.a.containers[0].resources']);
   });
 
+  it('refuses tenant profiles (SPEC 9) until policy mode serves them, rather than storing other pods than the webhook', () => {
+    const tenants = compilePolicy(compile('defaultProfiles: []\nprofiles: {}\ntenantProfiles: { enabled: true }\n'), 'x', V136);
+    expect(tenants.ok ? [] : tenants.problems).toEqual([expect.stringMatching(/^tenantProfiles\.enabled: SidecarProfiles are served by the webhook only/)]);
+    expect(compilePolicy(compile('defaultProfiles: []\nprofiles: {}\ntenantProfiles: { enabled: false }\n'), 'x', V136).ok).toBe(true);
+  });
+
   it('checks every field it would emit against core/v1\'s field table: a field the API server does not know is refused, never sent', () => {
     // The loader refuses such a profile already; a compiled config that slipped past it must still not compile.
     const sound = compile(POLICY_YAML);
