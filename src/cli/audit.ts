@@ -1,7 +1,7 @@
 /**
  * `audit`: which running pods do not have what the policy says they must
  * have. The webhook's rules (core/audit.ts) over every pod in scope, grouped
- * by the workload to restart. Exit 1 when anything is missed or stale, 0 when
+ * by the workload to restart. Exit 1 when anything is missed, stale or orphaned, 0 when
  * clean, 2 on error (for CI and cron).
  */
 import type { CompiledConfig } from '../core/config.js';
@@ -31,7 +31,7 @@ export const AUDIT_FLAGS: FlagSpecs = {
   'kube-version': { type: 'string', help: 'Kubernetes version X.Y to assume instead of asking the API server (nativeSidecar: auto)' },
   'webhook-config': { type: 'string', env: true, help: "the MutatingWebhookConfiguration whose selectors decide which pods count (default: the chart's, by its label)" },
   diff: { type: 'boolean', default: false, help: 'show, per missed or stale workload, what its next pod would change (a unified diff of YAML; in -o json, structured, each change with its values before and after)' },
-  restart: { type: 'boolean', default: false, help: 'roll the Deployments, StatefulSets and DaemonSets of missed and stale pods, as kubectl rollout restart does' },
+  restart: { type: 'boolean', default: false, help: 'roll the Deployments, StatefulSets and DaemonSets of missed, stale and orphaned pods, as kubectl rollout restart does' },
   'dry-run': { type: 'boolean', default: false, help: 'with --restart: print what would be restarted, change nothing' },
   'max-concurrent': { type: 'string', default: '1', help: 'with --restart: rollouts at a time' },
   'rollout-timeout': { type: 'string', default: '5m', help: 'with --restart: how long to wait for each rollout before reporting it and moving on' },
@@ -43,16 +43,17 @@ export const AUDIT_USAGE = `Usage: sidecar-injector audit [-n NS | -A] [FLAGS]
 Lists running pods that the current rules would inject but that carry no
 status annotation (missed: created while the webhook was down, or before
 their namespace was labelled), pods injected with another config revision
-(stale), and pods the rules would inject but cannot (conflict), grouped by
-the workload to restart. Exit 1 when anything is missed or stale, 0 when
-clean, 2 on error.
+(stale), pods injected with a SidecarProfile that has changed or is no longer
+accepted (stale) or no longer exists (orphaned), and pods the rules would
+inject but cannot (conflict), grouped by the workload to restart. Exit 1 when
+anything is missed, stale or orphaned, 0 when clean, 2 on error.
 
 Only pods the webhook configuration's namespaceSelector and objectSelector
 send to the webhook count (the chart's configuration, found by its label, or
 --webhook-config); without one, the rules alone, and stderr says so.
 
-With --restart, the Deployments, StatefulSets and DaemonSets behind missed and
-stale pods are restarted as kubectl rollout restart does, --max-concurrent at
+With --restart, the Deployments, StatefulSets and DaemonSets behind missed,
+stale and orphaned pods (in -n NS: that namespace's only) are restarted as kubectl rollout restart does, --max-concurrent at
 a time, each waited for (as kubectl rollout status) up to --rollout-timeout.
 CronJobs, Jobs and bare pods are listed with what to do, never touched.
 Exit 0 when every rollout completed and nothing else is left, 1 otherwise.
@@ -117,7 +118,7 @@ function table(rows: string[][]): string {
 
 function summary(report: AuditReport): string {
   const c = report.counts;
-  return `${c.pods} pods: ${c.missed} missed, ${c.stale} stale, ${c.conflict} conflict, ${c.injected} injected`;
+  return `${c.pods} pods: ${c.missed} missed, ${c.stale} stale, ${c.orphaned} orphaned, ${c.conflict} conflict, ${c.injected} injected`;
 }
 
 interface AuditFlags {
@@ -214,9 +215,9 @@ function renderNext(f: WorkloadFinding, colour: boolean): string {
   return `${lines.map(paint).join('\n')}\n`;
 }
 
-/** --restart: the restartable workloads of missed and stale findings; the rest are reported as left. Exit code. */
+/** --restart: the restartable workloads of missed, stale and orphaned findings; the rest are reported as left. Exit code. */
 async function restartFindings(client: KubeClient, report: AuditReport, a: NonNullable<AuditFlags['restart']>, io: CommandIO): Promise<{ code: number; results?: RestartResult[] }> {
-  const findings = report.workloads().filter((f) => f.state === 'missed' || f.state === 'stale');
+  const findings = report.workloads().filter((f) => f.state !== 'conflict');
   const seen = new Set<string>();
   const targets: RestartTarget[] = [];
   for (const f of findings) {

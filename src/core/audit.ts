@@ -8,10 +8,15 @@ import { admitPod } from './admit.js';
 import type { CompiledConfig } from './config.js';
 import type { ServerFeatures } from './inject.js';
 import type { NextPod } from './pod-diff.js';
+import { tenantVerdict, type TenantProfiles } from './tenant-profile.js';
 
-/** missed: the rules would inject and it has no sidecars; stale: injected under another config revision; conflict: the rules would inject but cannot. */
-export type PodState = 'missed' | 'stale' | 'conflict' | 'injected' | 'fine';
-export const PROBLEM_STATES = ['missed', 'stale', 'conflict'] as const;
+/**
+ * missed: the rules would inject and it has no sidecars; stale: injected under another config revision, or
+ * with a tenant profile that has changed or is no longer accepted; orphaned: injected with a tenant profile
+ * that no longer exists; conflict: the rules would inject but cannot.
+ */
+export type PodState = 'missed' | 'stale' | 'orphaned' | 'conflict' | 'injected' | 'fine';
+export const PROBLEM_STATES = ['missed', 'stale', 'orphaned', 'conflict'] as const;
 
 export interface PodVerdict {
   state: PodState;
@@ -25,6 +30,7 @@ export function classifyPod(
   namespaceLabels: Readonly<Record<string, string>> | undefined,
   compiled: CompiledConfig,
   server: ServerFeatures,
+  tenants?: TenantProfiles,
 ): PodVerdict {
   const annotations = pod.metadata?.annotations ?? {};
   const phase = pod.status?.phase;
@@ -32,20 +38,21 @@ export function classifyPod(
   // Static pods: the kubelet's mirror of a manifest on the node; no webhook can change what runs.
   if (annotations[MIRROR_ANNOTATION] !== undefined) return { state: 'fine', reason: 'static pod (mirror)' };
 
+  const namespace = pod.metadata?.namespace ?? '';
   const status = annotations[compiled.keys.status];
   if (status !== undefined) {
-    let revision: unknown;
+    let recorded: { revision?: unknown; generations?: unknown };
     try {
-      revision = (JSON.parse(status) as { revision?: unknown }).revision;
+      recorded = JSON.parse(status) as typeof recorded;
     } catch {
       return { state: 'stale', reason: 'status annotation is not JSON' };
     }
+    const { revision } = recorded;
     if (revision !== compiled.revision) return { state: 'stale', reason: `injected with revision ${String(revision)}, config is ${compiled.revision}` };
-    return { state: 'injected', reason: 'injected with the config in force' };
+    return tenantState(recorded.generations, namespace, namespaceLabels, compiled, tenants) ?? { state: 'injected', reason: 'injected with the config in force' };
   }
 
-  const namespace = pod.metadata?.namespace ?? '';
-  const outcome = admitPod(pod, { namespace, namespaceLabels, server }, compiled);
+  const outcome = admitPod(pod, { namespace, namespaceLabels, server, tenantProfiles: tenants }, compiled);
   switch (outcome.decision) {
     case 'injected':
       return { state: 'missed', reason: `${outcome.reason}, but it has no sidecars (${outcome.profiles.join(',')})` };
@@ -55,6 +62,30 @@ export function classifyPod(
     default:
       return { state: 'fine', reason: outcome.reason };
   }
+}
+
+/**
+ * SPEC 9: a pod injected with a tenant profile (`namespace/name` → generation in the status annotation)
+ * is orphaned when the profile is gone, stale when it changed or is no longer accepted. Without an
+ * index of SidecarProfiles (tenants undefined) nothing is known of them: no verdict.
+ */
+function tenantState(
+  generations: unknown,
+  namespace: string,
+  namespaceLabels: Readonly<Record<string, string>> | undefined,
+  compiled: CompiledConfig,
+  tenants: TenantProfiles | undefined,
+): PodVerdict | undefined {
+  if (tenants === undefined || generations === null || typeof generations !== 'object') return undefined;
+  for (const [key, generation] of Object.entries(generations)) {
+    const name = key.slice(key.indexOf('/') + 1);
+    const t = key.startsWith(`${namespace}/`) ? tenants.get(name) : undefined;
+    if (!t) return { state: 'orphaned', reason: `tenant profile ${key} no longer exists` };
+    if (t.generation !== generation) return { state: 'stale', reason: `tenant profile ${key} changed (generation ${String(generation)}, now ${t.generation})` };
+    const verdict = tenantVerdict(t, namespaceLabels, compiled);
+    if (!verdict.accepted) return { state: 'stale', reason: `tenant profile ${key} is no longer accepted (${verdict.reason})` };
+  }
+  return undefined;
 }
 
 /** The workload a user acts on: a Deployment rather than its ReplicaSet, a CronJob rather than its Job. */
@@ -98,7 +129,7 @@ export type AuditCounts = Record<Exclude<PodState, 'fine'>, number> & { pods: nu
 
 /** Accumulates verdicts without keeping pods: memory grows with the number of problem workloads, not of pods. */
 export class AuditReport {
-  readonly counts: AuditCounts = { pods: 0, missed: 0, stale: 0, conflict: 0, injected: 0 };
+  readonly counts: AuditCounts = { pods: 0, missed: 0, stale: 0, orphaned: 0, conflict: 0, injected: 0 };
   private readonly findings = new Map<string, WorkloadFinding>();
 
   /** `next`, when given, is asked once per finding, for its first pod (audit --diff). */
@@ -118,16 +149,16 @@ export class AuditReport {
     if (f.examples.length < 3) f.examples.push(podName);
   }
 
-  /** Problems first by state (missed, stale, conflict), then by namespace and workload. */
+  /** Problems first by state (missed, stale, orphaned, conflict), then by namespace and workload. */
   workloads(): WorkloadFinding[] {
-    const order = { missed: 0, stale: 1, conflict: 2 };
+    const order = { missed: 0, stale: 1, orphaned: 2, conflict: 3 };
     return [...this.findings.values()].sort(
       (a, b) => order[a.state] - order[b.state] || a.namespace.localeCompare(b.namespace) || a.kind.localeCompare(b.kind) || a.name.localeCompare(b.name),
     );
   }
 
-  /** Exit 1 when anything is missed or stale (conflicts are reported, not failed on: the pod runs as its owner asked). */
+  /** Exit 1 when anything is missed, stale or orphaned (conflicts are reported, not failed on: the pod runs as its owner asked). */
   get failing(): boolean {
-    return this.counts.missed > 0 || this.counts.stale > 0;
+    return this.counts.missed > 0 || this.counts.stale > 0 || this.counts.orphaned > 0;
   }
 }

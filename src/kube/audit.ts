@@ -11,6 +11,8 @@ import { sentToWebhook, type WebhookScope } from '../core/scope.js';
 import { nextPod } from '../core/pod-diff.js';
 import { POLICY_SELECTOR, policyScope, type PolicyObject } from '../core/policy.js';
 import type { V1Pod } from '@kubernetes/client-node';
+import type { TenantProfile, TenantProfileLookup } from '../core/tenant-profile.js';
+import { readSidecarProfile, SIDECAR_PROFILE_API_VERSION, SIDECAR_PROFILE_PLURAL } from '../config/sidecar-profile.js';
 import { KubeError, type KubeClient } from './client.js';
 import { forEachPage } from './list.js';
 
@@ -29,6 +31,8 @@ export interface AuditOptions {
   pageSize?: number;
   /** audit --diff: compute, per missed or stale workload, what its next pod would change. */
   diff?: boolean;
+  /** serve's SidecarProfile index; without it the SidecarProfiles in scope are listed. */
+  tenantProfiles?: TenantProfileLookup;
 }
 
 
@@ -107,10 +111,37 @@ async function namespaceLabelSource(opts: AuditOptions, pageSize: number): Promi
   return (ns) => labels.get(ns);
 }
 
+/**
+ * The SidecarProfiles in scope, read once (SPEC 9): what audit compares tenant-injected pods with.
+ * Without the CRD (404) there are none to know of; a profile that cannot be read is skipped (its pods
+ * then show as orphaned, which is what a restart would make of them).
+ */
+async function tenantProfileSource(opts: AuditOptions, pageSize: number): Promise<TenantProfileLookup | undefined> {
+  if (opts.tenantProfiles) return opts.tenantProfiles;
+  const base = `/apis/${SIDECAR_PROFILE_API_VERSION}`;
+  const path = opts.namespace ? `${base}/namespaces/${encodeURIComponent(opts.namespace)}/${SIDECAR_PROFILE_PLURAL}` : `${base}/${SIDECAR_PROFILE_PLURAL}`;
+  const byNamespace = new Map<string, Map<string, TenantProfile>>();
+  try {
+    await forEachPage<unknown>(opts.client, path, pageSize, (page) => {
+      for (const item of page.items ?? []) {
+        const read = readSidecarProfile({ apiVersion: SIDECAR_PROFILE_API_VERSION, kind: 'SidecarProfile', ...(item as object) });
+        if (!read.ok) continue;
+        const names = byNamespace.get(read.tenant.namespace) ?? new Map<string, TenantProfile>();
+        byNamespace.set(read.tenant.namespace, names.set(read.tenant.name, read.tenant));
+      }
+    });
+  } catch (err) {
+    if (err instanceof KubeError && err.status === 404) return undefined;
+    throw err;
+  }
+  return (ns) => byNamespace.get(ns) ?? new Map<string, TenantProfile>();
+}
+
 /** One pass over the pods in scope. Retries from the start (up to 3 times) when a continue token expires (410). */
 export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
   const pageSize = opts.pageSize ?? 500;
   const labelsOf = await namespaceLabelSource(opts, pageSize);
+  const tenantsOf = await tenantProfileSource(opts, pageSize);
   const owners = new OwnerResolver(opts.client);
   const podsPath = opts.namespace ? `/api/v1/namespaces/${encodeURIComponent(opts.namespace)}/pods` : '/api/v1/pods';
   for (let attempt = 1; ; attempt += 1) {
@@ -120,10 +151,11 @@ export async function runAudit(opts: AuditOptions): Promise<AuditReport> {
         for (const pod of page.items ?? []) {
           const namespace = pod.metadata?.namespace ?? '';
           if (opts.scope && !sentToWebhook(opts.scope, namespace, labelsOf(namespace), pod.metadata?.labels)) continue;
-          const verdict = classifyPod(pod, labelsOf(namespace), opts.config, opts.server);
+          const tenants = tenantsOf?.(namespace);
+          const verdict = classifyPod(pod, labelsOf(namespace), opts.config, opts.server, tenants);
           // Only pods that need attention are traced to their workload.
           const workload = verdict.state === 'fine' || verdict.state === 'injected' ? NO_WORKLOAD : await owners.of(pod);
-          const next = opts.diff ? () => nextPod(pod, { namespace, namespaceLabels: labelsOf(namespace), server: opts.server }, opts.config) : undefined;
+          const next = opts.diff ? () => nextPod(pod, { namespace, namespaceLabels: labelsOf(namespace), server: opts.server, tenantProfiles: tenants }, opts.config) : undefined;
           report.add(pod.metadata?.name ?? '?', workload, verdict, next);
         }
       });

@@ -59,7 +59,7 @@ describe('AuditReport', () => {
     r.add('db-0', { namespace: 'shop', kind: 'StatefulSet', name: 'db' }, { state: 'conflict', reason: 'port 8080/TCP is used twice' });
     r.add('ok', { namespace: '', kind: '', name: '' }, { state: 'injected', reason: '' });
     r.add('quiet', { namespace: '', kind: '', name: '' }, { state: 'fine', reason: '' });
-    expect(r.counts).toEqual({ pods: 8, missed: 5, stale: 0, conflict: 1, injected: 1 });
+    expect(r.counts).toEqual({ pods: 8, missed: 5, stale: 0, orphaned: 0, conflict: 1, injected: 1 });
     const [first, second] = r.workloads();
     expect(first).toMatchObject({ kind: 'Deployment', name: 'web', state: 'missed', pods: 5, examples: ['web-0', 'web-1', 'web-2'], action: 'kubectl rollout restart deployment/web -n shop' });
     expect(second!.action).toContain('resolve the conflict');

@@ -107,7 +107,7 @@ describe('audit', () => {
     expect(row(/^stale\s+shop\s+statefulset\/db\s+50\s/)).toContain('kubectl rollout restart statefulset/db -n shop');
     expect(row(/^conflict\s+batch\s+pod\/bare-\d+\s+1\s/)).toContain('resolve the conflict');
     expect(lines.some((l) => l.includes('api'))).toBe(false);
-    expect(out.stdout).toContain('1001 pods: 320 missed, 50 stale, 1 conflict, 200 injected');
+    expect(out.stdout).toContain('1001 pods: 320 missed, 50 stale, 0 orphaned, 1 conflict, 200 injected');
     const pages = fake.requests.slice(before).filter((r) => r.path === '/api/v1/pods');
     expect(pages.length).toBe(3);
     expect(pages.slice(1).every((r) => r.query.has('continue'))).toBe(true);
@@ -122,11 +122,11 @@ describe('audit', () => {
     const body = JSON.parse(json.stdout) as { scope: string; counts: Record<string, number>; workloads: { kind: string; name: string; state: string; pods: number }[]; config: { revision: string } };
     expect(body.scope).toBe('shop');
     expect(body.config.revision).toBe(config.revision);
-    expect(body.counts).toEqual({ pods: 550, missed: 300, stale: 50, conflict: 0, injected: 200 });
+    expect(body.counts).toEqual({ pods: 550, missed: 300, stale: 50, orphaned: 0, conflict: 0, injected: 200 });
     expect(body.workloads.map((w) => `${w.state} ${w.kind}/${w.name} ${w.pods}`)).toEqual(['missed Deployment/web 300', 'stale StatefulSet/db 50']);
     const clean = await audit(['-n', 'quiet']);
     expect(clean.code).toBe(0);
-    expect(clean.stdout).toBe('400 pods: 0 missed, 0 stale, 0 conflict, 0 injected: nothing to do\n');
+    expect(clean.stdout).toBe('400 pods: 0 missed, 0 stale, 0 orphaned, 0 conflict, 0 injected: nothing to do\n');
   });
 
   it('--config wins over the ConfigMap: pods injected under it are fine, the others stale', async () => {
