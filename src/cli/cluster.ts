@@ -1,8 +1,9 @@
 /**
  * What `serve` runs when it has a cluster: the namespace label cache, the
- * native-sidecar probe, the caBundle writer and the event recorder, each in
- * the background. Nothing here is on the admission path except the cache's
- * bounded read of a namespace it has not seen.
+ * SidecarProfile index and its status writer, the native-sidecar probe, the
+ * caBundle writer and the event recorder, each in the background. Nothing
+ * here is on the admission path except the cache's bounded read of a
+ * namespace it has not seen.
  */
 import type { Logger } from 'pino';
 import { UNKNOWN_SERVER, type ServerFeatures } from '../core/inject.js';
@@ -18,16 +19,25 @@ import { EventRecorder } from '../kube/events.js';
 import { detectServerFeatures } from '../kube/features.js';
 import { MatchConditionsWriter } from '../kube/match-conditions.js';
 import { NamespaceCache } from '../kube/namespaces.js';
+import { ProfileStatusWriter } from '../kube/profile-status.js';
+import { SidecarProfileIndex } from '../kube/sidecar-profiles.js';
+import type { TenantProfileLookup } from '../core/tenant-profile.js';
 import type { Metrics } from '../ops/metrics.js';
 import type { ParsedFlags } from './args.js';
 
 export interface ClusterFeatures {
   namespaces: NamespaceCache;
+  /** SidecarProfiles of every namespace (SPEC 9), listed and watched. */
+  sidecarProfiles: SidecarProfileIndex;
+  /** For MutateContext.tenantProfiles: the index's synchronous lookup. */
+  tenantProfiles: TenantProfileLookup;
+  /** Writes each SidecarProfile's Accepted condition; re-judges on configChanged(). */
+  profileStatus: ProfileStatusWriter;
   /** Native sidecar support: unknown until the probe answers. */
   server(): ServerFeatures;
   events: EventRecorder | undefined;
   caBundle: CaBundleWriter | undefined;
-  /** The config was reloaded: bring what is derived from it (matchConditions) in step. */
+  /** The config was reloaded: bring what is derived from it (matchConditions, SidecarProfile status) in step. */
   configChanged(): void;
   /** Why /readyz is not ready yet, or undefined; bounded by syncBoundMs. */
   notReady(): string | undefined;
@@ -68,6 +78,24 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     events: { synced: metrics.namespaceCacheSynced, watchRestart: metrics.namespaceWatchRestart, lookup: metrics.namespaceLookup },
   });
   void namespaces.run();
+  const sidecarProfiles = new SidecarProfileIndex({
+    client,
+    logger: log,
+    events: { synced: metrics.sidecarProfilesSynced, watchRestart: metrics.sidecarProfileWatchRestart },
+  });
+  void sidecarProfiles.run();
+  const profileStatus = new ProfileStatusWriter({
+    client,
+    logger: log,
+    index: sidecarProfiles,
+    config: opts.config,
+    namespaceLabels: (ns) => namespaces.lookup(ns),
+    onWrite: metrics.sidecarProfileStatusWrite,
+    onVerdicts: metrics.sidecarProfiles,
+  });
+  // A relabelled namespace may enter or leave tenantProfiles.namespaceSelector.
+  namespaces.onChange((ns) => profileStatus.namespaceChanged(ns));
+  profileStatus.start();
   const conditions = opts.webhookConfig ? matchConditionsWriter(client, opts.webhookConfig, opts, log) : undefined;
   const features = probeFeatures(client, opts.kubeVersion, log, (server) => {
     if (!conditions) return;
@@ -94,19 +122,27 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
       })
     : undefined;
 
+  // Served only when the config enables them: then readiness also waits (bounded) for the first list of SidecarProfiles.
+  const profilesNeeded = () => opts.config().config.tenantProfiles.enabled;
   return {
     namespaces,
+    sidecarProfiles,
+    tenantProfiles: sidecarProfiles.lookup,
+    profileStatus,
     server: features.server,
     events,
     caBundle,
-    notReady: readiness(namespaces, features.probed, caBundle, opts.syncBoundMs ?? 30_000, log),
+    notReady: readiness(namespaces, sidecarProfiles, profilesNeeded, features.probed, caBundle, opts.syncBoundMs ?? 30_000, log),
     configChanged: () => {
       if (features.server().matchConditions) conditions?.sync();
+      profileStatus.configChanged();
     },
     stop: () => {
       features.stop();
       conditions?.stop();
       audit?.stop();
+      profileStatus.stop();
+      sidecarProfiles.stop();
       namespaces.stop();
       caBundle?.stop();
     },
@@ -201,22 +237,35 @@ export function startAuditLoop(client: KubeClient, interval: number, opts: Audit
 }
 
 /**
- * /readyz: not ready until the cache has synced, the probe has answered once and (with --patch-ca-bundle)
- * the API server trusts the CA this replica serves with, or until the bound has passed.
+ * /readyz: not ready until the cache has synced, the SidecarProfiles have been listed (when tenant profiles
+ * are enabled), the probe has answered once and (with --patch-ca-bundle) the API server trusts the CA this
+ * replica serves with, or until the bound has passed.
  */
-function readiness(namespaces: NamespaceCache, probed: () => boolean, caBundle: CaBundleWriter | undefined, boundMs: number, log: Logger): () => string | undefined {
+function readiness(
+  namespaces: NamespaceCache,
+  profiles: SidecarProfileIndex,
+  profilesNeeded: () => boolean,
+  probed: () => boolean,
+  caBundle: CaBundleWriter | undefined,
+  boundMs: number,
+  log: Logger,
+): () => string | undefined {
   const started = Date.now();
   let gaveUpWaiting = false;
   return () => {
     const trusted = caBundle ? caBundle.trusted() : true;
-    if (gaveUpWaiting || (namespaces.synced && probed() && trusted)) return undefined;
+    const profilesSynced = profiles.synced || !profilesNeeded();
+    if (gaveUpWaiting || (namespaces.synced && profilesSynced && probed() && trusted)) return undefined;
     if (Date.now() - started >= boundMs) {
       gaveUpWaiting = true;
       if (!namespaces.synced) log.warn({ afterMs: boundMs, featuresKnown: probed() }, 'ready without a synced namespace cache; rule 7 runs on direct reads');
+      if (!profilesSynced) log.warn({ afterMs: boundMs }, 'ready without the SidecarProfiles listed: pods that ask for one are admitted without it until they are');
       if (!trusted) log.error({ afterMs: boundMs }, 'ready although the caBundle does not trust this replica\'s CA yet: admissions it answers may fail until it does');
       return undefined;
     }
-    return !namespaces.synced ? 'namespace cache not synced' : !probed() ? 'probing the API server' : 'caBundle does not trust this replica\'s CA yet';
+    if (!namespaces.synced) return 'namespace cache not synced';
+    if (!profilesSynced) return 'SidecarProfiles not listed';
+    return !probed() ? 'probing the API server' : 'caBundle does not trust this replica\'s CA yet';
   };
 }
 

@@ -248,6 +248,7 @@ function buildApp(s: Settings, config: ConfigHolder, cluster: ClusterFeatures | 
     config: () => config.current,
     namespaceLabels: cluster ? (ns) => cluster.namespaces.labels(ns) : () => undefined,
     lookupNamespace: cluster ? (ns) => cluster.namespaces.lookup(ns) : undefined,
+    tenantProfiles: cluster?.tenantProfiles,
     server: cluster ? cluster.server : () => noCluster,
     recordEvent: cluster?.events ? (e) => cluster.events?.record(e) : undefined,
     logger,
@@ -373,12 +374,12 @@ async function reloadTls(
     logger.error({ error: pair.error }, 'certificate reload rejected; keeping the current pair');
     return false;
   }
-  // Trust before serve: a certificate signed by a new CA is served only once the API server trusts that CA.
+  // Trust before serve: a certificate signed by a new CA is served only once the API server uses a caBundle that
+  // trusts that CA (shown by a probe, bounded: ca-bundle.ts).
   const writer = cluster?.caBundle;
   if (writer) {
     if (!(await writer.ensureTrusted(TRUST_BOUND_MS))) logger.error({ afterMs: TRUST_BOUND_MS }, 'caBundle not confirmed; serving the new certificate anyway');
-    const wait = writer.propagationWaitMs();
-    if (wait > 0) await sleep(wait);
+    else await writer.whenInUse();
   }
   https.setTls(pair.pair);
   writer?.inForce();

@@ -1,29 +1,32 @@
 /**
- * The namespace label cache behind rule 7: list, then watch from the list's
- * resourceVersion, the way client-go's reflector does (API concepts,
- * "Efficient detection of changes"). The watch asks for bookmarks, is
- * restarted from the last resourceVersion when it ends, and relists after
- * `410 Gone`. Failures back off exponentially with jitter.
+ * The namespace label cache behind rule 7: a reflector (reflector.ts: list,
+ * then watch from the list's resourceVersion with bookmarks, relist after
+ * `410 Gone`, backoff with jitter) keeping each namespace's labels.
  *
  * Admissions read the map synchronously. A namespace the cache has not seen
  * (created a moment ago, or before the first sync) is read directly, with a
  * short timeout, once for all the admissions that need it at that moment.
+ * Listeners hear of label changes (the SidecarProfile status writer re-judges
+ * a namespace's profiles against tenantProfiles.namespaceSelector).
  */
 import type { Logger } from 'pino';
-import { KubeError, type KubeClient, type WatchEvent, type WatchHandle } from './client.js';
-import { forEachPage } from './list.js';
+import { KubeError, type KubeClient } from './client.js';
+import { Reflector, type KubeObject, type ReflectorStore, type WatchRestartReason } from './reflector.js';
+
+export type { WatchRestartReason } from './reflector.js';
 
 type Labels = Readonly<Record<string, string>>;
 
 export type NamespaceLookup = { labels: Labels } | { labels: undefined; problem: string };
-
-export type WatchRestartReason = 'closed' | 'expired' | 'error';
 
 export interface NamespaceCacheEvents {
   synced(synced: boolean): void;
   watchRestart(reason: WatchRestartReason): void;
   lookup(result: 'fetched' | 'failed'): void;
 }
+
+/** A namespace whose labels changed (or that came or went), or `undefined`: the whole cache was relisted. */
+export type NamespaceListener = (namespace: string | undefined) => void;
 
 export interface NamespaceCacheOptions {
   client: KubeClient;
@@ -42,7 +45,6 @@ const NAMESPACES = '/api/v1/namespaces';
 interface ObjectMeta {
   name?: string;
   labels?: Record<string, string>;
-  resourceVersion?: string;
 }
 
 function meta(object: unknown): ObjectMeta {
@@ -50,37 +52,49 @@ function meta(object: unknown): ObjectMeta {
   return m && typeof m === 'object' ? (m as ObjectMeta) : {};
 }
 
-/** The watch ended because its resourceVersion is no longer served: relist. */
-class Expired extends Error {}
+const labelsOf = (object: unknown): Labels => Object.freeze({ ...(meta(object).labels ?? {}) });
+
+function sameLabels(a: Labels | undefined, b: Labels | undefined): boolean {
+  if (a === undefined || b === undefined) return a === b;
+  const keys = Object.keys(a);
+  return keys.length === Object.keys(b).length && keys.every((k) => Object.hasOwn(b, k) && a[k] === b[k]);
+}
 
 export class NamespaceCache {
   private labelsByName = new Map<string, Labels>();
   private inflight = new Map<string, Promise<NamespaceLookup>>();
-  private current: WatchHandle | undefined;
-  private stopped = false;
-  private wake: (() => void) | undefined;
-  private hasSynced = false;
-  /** The last resourceVersion seen (list, event or bookmark): where the next watch starts. */
-  private resourceVersion: string | undefined;
+  private readonly listeners = new Set<NamespaceListener>();
+  private readonly reflector: Reflector;
   private readonly lookupTimeoutMs: number;
-  private readonly backoffInitialMs: number;
-  private readonly backoffMaxMs: number;
-  private readonly pageSize: number;
 
   constructor(private readonly opts: NamespaceCacheOptions) {
     this.lookupTimeoutMs = opts.lookupTimeoutMs ?? 1000;
-    this.backoffInitialMs = opts.backoffInitialMs ?? 500;
-    this.backoffMaxMs = opts.backoffMaxMs ?? 30_000;
-    this.pageSize = opts.pageSize ?? 500;
+    this.reflector = new Reflector({
+      client: opts.client,
+      logger: opts.logger,
+      path: NAMESPACES,
+      what: 'namespace',
+      store: this.store(),
+      events: opts.events,
+      backoffInitialMs: opts.backoffInitialMs,
+      backoffMaxMs: opts.backoffMaxMs,
+      pageSize: opts.pageSize,
+    });
   }
 
   get synced(): boolean {
-    return this.hasSynced;
+    return this.reflector.synced;
   }
 
   /** The labels of a namespace the cache holds; undefined when it has not seen it. */
   labels(namespace: string): Labels | undefined {
     return this.labelsByName.get(namespace);
+  }
+
+  /** Calls `listener` after each change the watch or a relist brings; returns how to stop. */
+  onChange(listener: NamespaceListener): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
   }
 
   /** For a namespace the cache has not seen: one bounded read, shared by concurrent callers, remembered on success. */
@@ -98,7 +112,7 @@ export class NamespaceCache {
   private async read(namespace: string): Promise<NamespaceLookup> {
     try {
       const { body } = await this.opts.client.request('GET', `${NAMESPACES}/${encodeURIComponent(namespace)}`, { timeoutMs: this.lookupTimeoutMs });
-      const labels = Object.freeze({ ...(meta(body).labels ?? {}) });
+      const labels = labelsOf(body);
       // The watch may have delivered a newer state while we waited; it wins.
       if (!this.labelsByName.has(namespace)) this.labelsByName.set(namespace, labels);
       this.opts.events.lookup('fetched');
@@ -112,122 +126,41 @@ export class NamespaceCache {
   }
 
   /** Runs until stop(): list, watch, relist on 410, back off on errors. */
-  async run(): Promise<void> {
-    let failures = 0;
-    while (!this.stopped) {
-      try {
-        if (this.resourceVersion === undefined) {
-          this.resourceVersion = await this.list();
-          failures = 0;
-        }
-        const started = Date.now();
-        await this.watchFrom(this.resourceVersion);
-        if (this.stopped) break;
-        this.opts.events.watchRestart('closed');
-        // A server that closes every watch at once must not make us spin.
-        if (Date.now() - started < 1000) await this.pause(this.backoff(++failures));
-        else failures = 0;
-      } catch (err) {
-        if (this.stopped) break;
-        if (err instanceof Expired) {
-          this.opts.events.watchRestart('expired');
-          this.opts.logger.info({ resourceVersion: this.resourceVersion }, 'namespace watch expired (410 Gone); relisting');
-          this.resourceVersion = undefined;
-          continue;
-        }
-        this.opts.events.watchRestart('error');
-        const delay = this.backoff(++failures);
-        this.opts.logger.warn({ err: (err as Error).message, retryInMs: delay }, 'namespace list/watch failed; retrying');
-        await this.pause(delay);
-      }
-    }
+  run(): Promise<void> {
+    return this.reflector.run();
   }
 
   stop(): void {
-    this.stopped = true;
-    this.current?.abort();
-    this.wake?.();
+    this.reflector.stop();
   }
 
-  private backoff(failures: number): number {
-    const base = Math.min(this.backoffMaxMs, this.backoffInitialMs * 2 ** Math.min(failures - 1, 16));
-    return Math.round(base * (0.5 + Math.random() / 2));
+  private notify(namespace: string | undefined): void {
+    for (const listener of this.listeners) listener(namespace);
   }
 
-  private pause(ms: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(resolve, ms);
-      this.wake = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-  }
-
-  /** Lists every namespace page by page and replaces the map; returns the list's resourceVersion. */
-  private async list(): Promise<string> {
-    const next = new Map<string, Labels>();
-    let resourceVersion = '';
-    await forEachPage(this.opts.client, NAMESPACES, this.pageSize, (page) => {
-      for (const item of page.items ?? []) {
-        const m = meta(item);
-        if (m.name) next.set(m.name, Object.freeze({ ...(m.labels ?? {}) }));
-      }
-      resourceVersion = page.metadata?.resourceVersion ?? resourceVersion;
-    });
-    this.labelsByName = next;
-    if (!this.hasSynced) {
-      this.hasSynced = true;
-      this.opts.events.synced(true);
-      this.opts.logger.info({ namespaces: next.size, resourceVersion }, 'namespace cache synced');
-    }
-    return resourceVersion;
-  }
-
-  private apply(event: WatchEvent): string | undefined {
-    const m = meta(event.object);
-    switch (event.type) {
-      case 'ADDED':
-      case 'MODIFIED':
-        if (m.name) this.labelsByName.set(m.name, Object.freeze({ ...(m.labels ?? {}) }));
-        return m.resourceVersion;
-      case 'DELETED':
-        if (m.name) this.labelsByName.delete(m.name);
-        return m.resourceVersion;
-      case 'BOOKMARK':
-        return m.resourceVersion;
-      default:
-        return undefined;
-    }
-  }
-
-  /** One watch from `resourceVersion` until it ends, moving this.resourceVersion along. */
-  private async watchFrom(resourceVersion: string): Promise<void> {
-    let failure: Error | undefined;
-    // Like client-go: a server-side timeout between 5 and 10 minutes, so watches are renewed before proxies cut them.
-    const timeoutSeconds = String(300 + Math.floor(Math.random() * 300));
-    const handle = await this.opts.client.watch(
-      NAMESPACES,
-      { resourceVersion, allowWatchBookmarks: 'true', timeoutSeconds },
-      (event) => {
-        if (event.type === 'ERROR') {
-          const status = event.object as { code?: number; message?: string };
-          failure = status.code === 410 ? new Expired(status.message ?? 'Gone') : new Error(`watch error ${status.code ?? '?'}: ${status.message ?? ''}`);
-          this.current?.abort();
-          return;
-        }
-        this.resourceVersion = this.apply(event) ?? this.resourceVersion;
+  private store(): ReflectorStore {
+    return {
+      replace: () => {
+        const next = new Map<string, Labels>();
+        return {
+          add: (item: KubeObject) => {
+            const name = meta(item).name;
+            if (name) next.set(name, labelsOf(item));
+          },
+          done: () => {
+            this.labelsByName = next;
+            this.notify(undefined);
+          },
+        };
       },
-    );
-    this.current = handle;
-    // An error event before we got here, or stop() while the watch was being opened.
-    if (failure || this.stopped) handle.abort();
-    const err = await handle.done;
-    this.current = undefined;
-    if (failure) throw failure;
-    if (err && !this.stopped) {
-      if ((err as { statusCode?: number }).statusCode === 410) throw new Expired(err.message);
-      throw err;
-    }
+      apply: (type, object) => {
+        const name = meta(object).name;
+        if (!name) return;
+        const before = this.labelsByName.get(name);
+        if (type === 'DELETED') this.labelsByName.delete(name);
+        else this.labelsByName.set(name, labelsOf(object));
+        if (!sameLabels(before, this.labelsByName.get(name))) this.notify(name);
+      },
+    };
   }
 }

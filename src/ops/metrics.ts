@@ -2,6 +2,7 @@
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 import type { PodDecision } from '../core/admit.js';
 import { PROBLEM_STATES, type AuditCounts } from '../core/audit.js';
+import type { TenantReason } from '../core/tenant-profile.js';
 
 export type AdmissionDecision = PodDecision | 'error';
 export type ReloadResult = 'success' | 'failure';
@@ -15,7 +16,11 @@ export interface Metrics {
   namespaceCacheSynced(synced: boolean): void;
   namespaceWatchRestart(reason: NamespaceWatchRestart): void;
   namespaceLookup(result: 'fetched' | 'failed'): void;
-  caBundle(result: 'patched' | 'unchanged' | 'failure'): void;
+  sidecarProfilesSynced(synced: boolean): void;
+  sidecarProfileWatchRestart(reason: NamespaceWatchRestart): void;
+  sidecarProfileStatusWrite(result: 'written' | 'conflict' | 'failure'): void;
+  sidecarProfiles(counts: Record<TenantReason, number>): void;
+  caBundle(result: 'patched' | 'unchanged' | 'failure' | 'unconfirmed'): void;
   caTrust(trusted: boolean, cas: number): void;
   policyWrite(result: 'promoted' | 'unchanged' | 'rejected' | 'failure'): void;
   matchConditions(result: 'patched' | 'unchanged' | 'rejected' | 'unsupported' | 'failure'): void;
@@ -86,9 +91,32 @@ export function createMetrics(): Metrics {
     labelNames: ['result'],
     registers: [registry],
   });
+  const profilesSynced = new Gauge({
+    name: 'sidecar_injector_sidecarprofiles_synced',
+    help: 'Whether the SidecarProfile index has listed the profiles once, or learnt that the CRD is not installed (1), or not (0, also without a cluster).',
+    registers: [registry],
+  });
+  const profileWatchRestarts = new Counter({
+    name: 'sidecar_injector_sidecarprofile_watch_restarts_total',
+    help: 'SidecarProfile watch restarts, by reason: closed (by the server), expired (410 Gone, relisted), error (backed off).',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
+  const profileStatusWrites = new Counter({
+    name: 'sidecar_injector_sidecarprofile_status_writes_total',
+    help: 'Writes of the SidecarProfile Accepted condition (only when it differs), by result: written, conflict (read again and retried), failure (retried with backoff).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const profiles = new Gauge({
+    name: 'sidecar_injector_sidecarprofiles',
+    help: 'SidecarProfiles by the reason of their Accepted condition as this replica judges them: Accepted (served), NotServed, Shadowed, Invalid, OutsideLimits.',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
   const caBundles = new Counter({
     name: 'sidecar_injector_ca_bundle_writes_total',
-    help: 'caBundle checks of --patch-ca-bundle, by result: patched, unchanged (already equal), failure (retried).',
+    help: 'caBundle checks of --patch-ca-bundle, by result: patched, unchanged (already equal), failure (retried), unconfirmed (the API server did not show within the bound that it uses a bundle trusting this replica; it went on).',
     labelNames: ['result'],
     registers: [registry],
   });
@@ -146,7 +174,10 @@ export function createMetrics(): Metrics {
   for (const r of ['success', 'failure']) audits.inc({ result: r }, 0);
   for (const r of ['closed', 'expired', 'error']) watchRestarts.inc({ reason: r }, 0);
   for (const r of ['fetched', 'failed']) lookups.inc({ result: r }, 0);
-  for (const r of ['patched', 'unchanged', 'failure']) caBundles.inc({ result: r }, 0);
+  profilesSynced.set(0);
+  for (const r of ['closed', 'expired', 'error']) profileWatchRestarts.inc({ reason: r }, 0);
+  for (const r of ['written', 'conflict', 'failure']) profileStatusWrites.inc({ result: r }, 0);
+  for (const r of ['patched', 'unchanged', 'failure', 'unconfirmed']) caBundles.inc({ result: r }, 0);
   for (const r of ['patched', 'unchanged', 'rejected', 'unsupported', 'failure']) matchConditions.inc({ result: r }, 0);
   for (const r of ['created', 'updated', 'dropped', 'failed']) events.inc({ result: r }, 0);
   for (const r of ['promoted', 'unchanged', 'rejected', 'failure']) policyWrites.inc({ result: r }, 0);
@@ -156,6 +187,12 @@ export function createMetrics(): Metrics {
     namespaceCacheSynced: (synced) => cacheSynced.set(synced ? 1 : 0),
     namespaceWatchRestart: (reason) => watchRestarts.inc({ reason }),
     namespaceLookup: (result) => lookups.inc({ result }),
+    sidecarProfilesSynced: (synced) => profilesSynced.set(synced ? 1 : 0),
+    sidecarProfileWatchRestart: (reason) => profileWatchRestarts.inc({ reason }),
+    sidecarProfileStatusWrite: (result) => profileStatusWrites.inc({ result }),
+    sidecarProfiles: (counts) => {
+      for (const [reason, n] of Object.entries(counts)) profiles.set({ reason }, n);
+    },
     caBundle: (result) => caBundles.inc({ result }),
     policyWrite: (result) => policyWrites.inc({ result }),
     caTrust: (trusted, cas) => {

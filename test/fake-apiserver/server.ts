@@ -41,6 +41,21 @@
  * - core/v1 Events: the validation kube-apiserver applies to a legacy Event
  *   (involvedObject.namespace must equal the Event's namespace), names unique
  *   in a namespace (409 AlreadyExists).
+ * - A patch whose body carries `metadata.resourceVersion` other than the
+ *   stored one is 409 Conflict, as for an update (the patched object's
+ *   resourceVersion is the precondition: k8s.io/apiserver
+ *   pkg/registry/generic/registry/store.go, Update).
+ * - SidecarProfiles (`sidecarprofiles.sidecar-injector.io/v1alpha1`), a
+ *   namespaced custom resource whose CRD has the status subresource, as
+ *   apiextensions-apiserver serves it (pkg/registry/customresource
+ *   strategy.go and status_strategy.go): list items carry apiVersion and kind
+ *   (unstructured lists); on create metadata.generation is 1 and status is
+ *   dropped; a write of the main resource keeps the stored status and bumps
+ *   generation when anything outside metadata changed; a write of `/status`
+ *   changes status only and never generation; a write that changes nothing
+ *   is not stored again (no new resourceVersion, no event). Without the CRD
+ *   (`uninstallSidecarProfileCrd`) every path of the resource is 404 and its
+ *   watches end, as when a CRD is deleted.
  */
 import { once } from 'node:events';
 import { createServer, type Server } from 'node:https';
@@ -64,6 +79,8 @@ export interface FakeOptions {
   tokens?: string[];
   /** Webhook matchConditions enabled (1.28+ with the gate on); default true. */
   matchConditions?: boolean;
+  /** The SidecarProfile CRD is installed; default true. */
+  sidecarProfileCrd?: boolean;
 }
 
 export interface RequestRecord {
@@ -111,6 +128,12 @@ const LIST_KINDS: Record<string, string> = {
   events: 'EventList',
   mutatingwebhookconfigurations: 'MutatingWebhookConfigurationList',
   leases: 'LeaseList',
+  sidecarprofiles: 'SidecarProfileList',
+};
+
+/** Custom resources with the status subresource: collection → apiVersion and kind. */
+const CUSTOM_RESOURCES: Record<string, { apiVersion: string; kind: string }> = {
+  sidecarprofiles: { apiVersion: 'sidecar-injector.io/v1alpha1', kind: 'SidecarProfile' },
 };
 
 export class FakeApiServer {
@@ -146,6 +169,7 @@ export class FakeApiServer {
       openapi: opts.openapi ?? { v3: true, v2: true, restartPolicy: true },
       tokens: opts.tokens ?? ['test-token'],
       matchConditions: opts.matchConditions ?? true,
+      sidecarProfileCrd: opts.sidecarProfileCrd ?? true,
     };
   }
 
@@ -292,6 +316,67 @@ export class FakeApiServer {
     this.remove('namespaces', name);
   }
 
+  /**
+   * A SidecarProfile written by its owner (the main resource, as kubectl apply does): created with
+   * generation 1, or updated with the stored status kept and generation bumped when the spec changed.
+   */
+  sidecarProfile(namespace: string, name: string, spec: unknown, labels: Record<string, string> = {}): Obj {
+    const key = `${namespace}/${name}`;
+    const object = { ...CUSTOM_RESOURCES.sidecarprofiles, metadata: { name, namespace, labels }, spec };
+    const found = this.get('sidecarprofiles', key);
+    return found ? this.writeCustom('sidecarprofiles', found, object, false) : this.put('sidecarprofiles', this.createdCustom(object));
+  }
+
+  deleteSidecarProfile(namespace: string, name: string): void {
+    this.remove('sidecarprofiles', `${namespace}/${name}`);
+  }
+
+  /** Deletes the CRD: its objects go (DELETED events), its watches end, its paths answer 404. */
+  uninstallSidecarProfileCrd(): void {
+    for (const o of this.all('sidecarprofiles')) this.remove('sidecarprofiles', `${meta(o).namespace as string}/${meta(o).name as string}`);
+    for (const w of this.watchers) {
+      if (w.collection !== 'sidecarprofiles') continue;
+      clearTimeout(w.timer);
+      this.watchers.delete(w);
+      w.res.end();
+    }
+    this.opts.sidecarProfileCrd = false;
+  }
+
+  installSidecarProfileCrd(): void {
+    this.opts.sidecarProfileCrd = true;
+  }
+
+  /** customResourceStrategy.PrepareForCreate: generation 1, status dropped (the status subresource owns it). */
+  private createdCustom(object: Obj): Obj {
+    const created: Obj = { ...object, metadata: { ...meta(object), generation: 1 } };
+    delete created.status;
+    return created;
+  }
+
+  /**
+   * A write of a custom resource with the status subresource: the main resource keeps the stored status and
+   * bumps generation when anything outside metadata changed (customResourceStrategy.PrepareForUpdate); `/status`
+   * takes only status from the write (statusStrategy.PrepareForUpdate). Nothing changed: nothing stored.
+   */
+  private writeCustom(collection: string, found: Obj, next: Obj, status: boolean): Obj {
+    let result: Obj;
+    if (status) {
+      result = { ...found };
+      if (next.status === undefined) delete result.status;
+      else result.status = next.status;
+    } else {
+      const kept = { resourceVersion: meta(found).resourceVersion, generation: meta(found).generation, uid: meta(found).uid, creationTimestamp: meta(found).creationTimestamp };
+      result = { ...next, metadata: { ...meta(next), ...kept } };
+      delete result.status;
+      if (found.status !== undefined) result.status = found.status;
+      const outside = (o: Obj) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'metadata'));
+      if (!sameJson(outside(result), outside(found))) result.metadata = { ...meta(result), generation: Number(meta(found).generation ?? 1) + 1 };
+    }
+    if (sameJson(result, found)) return found;
+    return this.put(collection, result);
+  }
+
   /** Forgets history up to now: watches and continue tokens from older resourceVersions get 410 Gone (etcd compaction). */
   compact(): void {
     this.oldestRv = this.rv;
@@ -301,7 +386,8 @@ export class FakeApiServer {
   /** Sends a BOOKMARK with the current resourceVersion to every watch that asked for bookmarks. */
   bookmark(): void {
     for (const w of this.watchers) {
-      if (w.bookmarks) this.send(w, { type: 'BOOKMARK', object: { kind: 'Namespace', apiVersion: 'v1', metadata: { resourceVersion: String(this.rv) } } });
+      const kind = CUSTOM_RESOURCES[w.collection] ?? { kind: (LIST_KINDS[w.collection] ?? 'List').replace(/List$/, ''), apiVersion: 'v1' };
+      if (w.bookmarks) this.send(w, { type: 'BOOKMARK', object: { ...kind, metadata: { resourceVersion: String(this.rv) } } });
     }
   }
 
@@ -370,14 +456,20 @@ export class FakeApiServer {
     if (p === '/version' && r.method === 'GET') return this.json(res, 200, { ...this.opts.version, platform: 'linux/amd64', goVersion: 'go1.22.0', compiler: 'gc' });
     if (p.startsWith('/openapi/')) return this.openapi(p, res);
 
-    // /api/v1/{plural}[/{name}] | /api/v1/namespaces/{ns}/{plural}[/{name}] | /apis/{group}/{version}/...
-    const m = /^\/(?:api\/v1|apis\/[^/]+\/[^/]+)(?:\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?|\/([^/]+)(?:\/([^/]+))?)$/.exec(p);
+    // /api/v1/{plural}[/{name}] | /api/v1/namespaces/{ns}/{plural}[/{name}[/{subresource}]] | /apis/{group}/{version}/...
+    const m = /^\/(?:api\/v1|apis\/[^/]+\/[^/]+)(?:\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+)(?:\/([^/]+))?)?|\/([^/]+)(?:\/([^/]+))?)$/.exec(p);
     if (!m) return this.json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const namespaced = m[2] !== undefined;
     const namespace = namespaced ? decodeURIComponent(m[1]!) : undefined;
-    const collection = namespaced ? m[2]! : m[4]!;
-    const name = namespaced ? (m[3] === undefined ? undefined : decodeURIComponent(m[3])) : m[5] === undefined ? undefined : decodeURIComponent(m[5]);
+    const collection = namespaced ? m[2]! : m[5]!;
+    const name = namespaced ? (m[3] === undefined ? undefined : decodeURIComponent(m[3])) : m[6] === undefined ? undefined : decodeURIComponent(m[6]);
+    const subresource = m[4];
     if (!LIST_KINDS[collection]) return this.json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    const custom = CUSTOM_RESOURCES[collection];
+    if (custom && (!this.opts.sidecarProfileCrd || !p.startsWith(`/apis/${custom.apiVersion}/`))) {
+      return this.json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
+    }
+    if (subresource !== undefined && !(custom && subresource === 'status')) return this.json(res, 404, status(404, 'NotFound', 'the server could not find the requested resource'));
 
     if (name === undefined) {
       if (r.method === 'GET' && r.query.get('watch') === 'true') return this.watch(collection, namespace, r.query, res);
@@ -388,8 +480,9 @@ export class FakeApiServer {
       const found = this.get(collection, key);
       if (!found) return this.json(res, 404, status(404, 'NotFound', `${collection} "${name}" not found`, { name, kind: collection }));
       if (r.method === 'GET') return this.json(res, 200, found);
-      if (r.method === 'PATCH') return this.patch(collection, found, r, res);
-      if (r.method === 'PUT') return this.update(collection, found, r.body as Obj, res);
+      if (r.method === 'PATCH') return this.patch(collection, found, r, res, subresource === 'status');
+      if (r.method === 'PUT') return this.update(collection, found, r.body as Obj, res, subresource === 'status');
+      if (subresource !== undefined) return this.json(res, 405, status(405, 'MethodNotAllowed', `${r.method} is not supported on ${subresource}`));
       if (r.method === 'DELETE') {
         this.remove(collection, key);
         return this.json(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details: { name, kind: collection, uid: meta(found).uid } });
@@ -429,8 +522,8 @@ export class FakeApiServer {
     const limit = Number(q.get('limit') ?? '0');
     const page = limit > 0 ? items.slice(start, start + limit) : items.slice(start);
     const more = limit > 0 && start + limit < items.length;
-    // Typed lists carry kind and apiVersion on the list, not on each item.
-    items = page.map((o) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'kind' && k !== 'apiVersion')));
+    // Typed lists carry kind and apiVersion on the list, not on each item; unstructured (custom resource) lists on both.
+    items = CUSTOM_RESOURCES[collection] ? page : page.map((o) => Object.fromEntries(Object.entries(o).filter(([k]) => k !== 'kind' && k !== 'apiVersion')));
     const metadata: Obj = { resourceVersion: String(listRv) };
     if (more) metadata.continue = Buffer.from(JSON.stringify({ rv: listRv, start: start + limit })).toString('base64');
     const group = /^\/apis\/([^/]+\/[^/]+)\//.exec(path)?.[1] ?? 'v1';
@@ -479,10 +572,11 @@ export class FakeApiServer {
     }
     const key = namespace ? `${namespace}/${m.name as string}` : (m.name as string);
     if (this.get(collection, key)) return this.json(res, 409, status(409, 'AlreadyExists', `${collection} "${m.name as string}" already exists`));
-    this.json(res, 201, this.put(collection, { ...body, metadata: { ...m, namespace } }));
+    const object = { ...body, metadata: { ...m, namespace } };
+    this.json(res, 201, this.put(collection, CUSTOM_RESOURCES[collection] ? this.createdCustom(object) : object));
   }
 
-  private update(collection: string, found: Obj, body: Obj, res: ServerResponse): void {
+  private update(collection: string, found: Obj, body: Obj, res: ServerResponse, statusOnly = false): void {
     const m = (body?.metadata ?? {}) as Obj;
     const name = meta(found).name as string;
     if (m.name !== name) return this.json(res, 400, status(400, 'BadRequest', `the name of the object (${String(m.name)}) does not match the name on the URL (${name})`));
@@ -491,12 +585,17 @@ export class FakeApiServer {
     }
     const problem = collection === 'leases' ? leaseProblem(body) : undefined;
     if (problem) return this.json(res, 422, status(422, 'Invalid', `Lease.coordination.k8s.io "${name}" is invalid: ${problem}`));
-    this.json(res, 200, this.put(collection, { ...body, metadata: { ...m, namespace: meta(found).namespace } }));
+    const next = { ...body, metadata: { ...m, namespace: meta(found).namespace } };
+    if (CUSTOM_RESOURCES[collection]) return this.json(res, 200, this.writeCustom(collection, found, next, statusOnly));
+    this.json(res, 200, this.put(collection, next));
   }
 
-  private patch(collection: string, found: Obj, r: RequestRecord, res: ServerResponse): void {
+  private patch(collection: string, found: Obj, r: RequestRecord, res: ServerResponse, statusOnly = false): void {
     const type = (r.contentType ?? '').split(';')[0];
     let next: Obj;
+    const name = meta(found).name as string;
+    const conflict = () =>
+      this.json(res, 409, status(409, 'Conflict', `Operation cannot be fulfilled on ${collection} "${name}": the object has been modified; please apply your changes to the latest version and try again`));
     if (type === 'application/json-patch+json') {
       next = structuredClone(found);
       const results = applyPatch(next, r.body as Operation[]);
@@ -509,6 +608,8 @@ export class FakeApiServer {
       if (GENERATION_KINDS.has(collection) && JSON.stringify(next.spec) !== JSON.stringify(found.spec)) {
         next.metadata = { ...meta(next), generation: Number(meta(found).generation ?? 1) + 1 };
       }
+      const precondition = ((r.body as Obj | null)?.metadata as Obj | undefined)?.resourceVersion;
+      if (precondition !== undefined && precondition !== null && precondition !== meta(found).resourceVersion) return conflict();
     } else {
       return this.json(res, 415, status(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json`));
     }
@@ -517,6 +618,7 @@ export class FakeApiServer {
       if (problem) return this.json(res, 422, status(422, 'Invalid', `MutatingWebhookConfiguration.admissionregistration.k8s.io "${meta(next).name as string}" is invalid: ${problem}`));
       if (!this.opts.matchConditions) for (const w of (next.webhooks as Obj[] | undefined) ?? []) delete w.matchConditions;
     }
+    if (CUSTOM_RESOURCES[collection]) return this.json(res, 200, this.writeCustom(collection, found, next, statusOnly));
     this.json(res, 200, this.put(collection, next));
   }
 }
@@ -581,6 +683,13 @@ function matchConditionsProblem(mwc: Obj): string | undefined {
     }
   }
   return undefined;
+}
+
+/** Equal as JSON, whatever the key order (apimachinery's Semantic.DeepEqual on decoded objects); realm-independent, unlike isDeepStrictEqual on structuredClone's copies. */
+function sameJson(a: unknown, b: unknown): boolean {
+  const canonical = (v: unknown): unknown =>
+    Array.isArray(v) ? v.map(canonical) : v !== null && typeof v === 'object' ? Object.fromEntries(Object.entries(v).sort(([x], [y]) => (x < y ? -1 : 1)).map(([k, x]) => [k, canonical(x)])) : v;
+  return JSON.stringify(canonical(a)) === JSON.stringify(canonical(b));
 }
 
 const GENERATION_KINDS = new Set(['deployments', 'statefulsets', 'daemonsets']);
