@@ -46,6 +46,9 @@ const kubeLdflags = (v) => {
 const TOOLS = {
   'kube-apiserver': () => ({ dir: KUBERNETES, pkg: 'k8s.io/kubernetes/cmd/kube-apiserver', version: kubeVersion(), x: kubeLdflags(kubeVersion()) }),
   kubectl: () => ({ dir: KUBERNETES, pkg: 'k8s.io/kubernetes/cmd/kubectl', version: kubeVersion(), x: kubeLdflags(kubeVersion()) }),
+  // Only its clusterrole-aggregation controller is run (test/e2e/apiserver.ts, tenant-api.e2e.ts): the
+  // built-in admin, edit and view roles gain the chart's aggregated rules as in a real cluster.
+  'kube-controller-manager': () => ({ dir: KUBERNETES, pkg: 'k8s.io/kubernetes/cmd/kube-controller-manager', version: kubeVersion(), x: kubeLdflags(kubeVersion()) }),
   etcd: () => ({ dir: 'tools/etcd', pkg: 'go.etcd.io/etcd/server/v3', version: required('tools/etcd', 'go.etcd.io/etcd/server/v3'), x: [] }),
   helm: () => {
     const v = required('tools/helm', 'helm.sh/helm/v4');

@@ -5,6 +5,7 @@ import { createLogger } from '../log.js';
 import { flagHelp, parseFlags, UsageError } from './args.js';
 import { AUDIT_FLAGS, AUDIT_USAGE, runAuditCommand } from './audit.js';
 import { CERTS_FLAGS, CERTS_USAGE, runCerts } from './certs.js';
+import { CRDS_FLAGS, CRDS_USAGE, runCrds } from './crds.js';
 import { INJECT_FLAGS, INJECT_USAGE, runInject } from './inject.js';
 import type { CommandIO } from './io.js';
 import { POLICY_FLAGS, POLICY_USAGE, runPolicy } from './policy.js';
@@ -24,6 +25,7 @@ Commands:
   validate-config FILE  check a config file
   audit [-n NS | -A]    with a cluster: pods that missed their sidecars or run an old config
   policy                print the config as MutatingAdmissionPolicies (Kubernetes 1.34+)
+  crds                  print the SidecarProfile CustomResourceDefinition (installs without Helm)
 
 Flags:
   -h, --help            show help ('sidecar-injector COMMAND --help' for a command)
@@ -41,6 +43,21 @@ function exit(code: number): never {
   flush();
   process.exit(code);
 }
+
+/**
+ * Resolves once what the command wrote to stdout is handed to the OS: a write
+ * to a pipe may complete later (Node's process I/O notes), and exiting before
+ * cut `crds | kubectl apply -f -` at 64 KiB.
+ */
+function stdoutWritten(): Promise<void> {
+  return new Promise((resolve) => process.stdout.write('', () => resolve()));
+}
+
+// A reader that stops early (`crds | head`) closes the pipe: the rest has nowhere to go.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  exit(0);
+});
 
 const io: CommandIO = {
   env: process.env,
@@ -89,6 +106,7 @@ const COMMANDS: Record<string, { run: (argv: string[]) => Promise<number>; usage
   'validate-config': { run: (argv) => runValidateConfig(argv, io), usage: VALIDATE_USAGE, flags: VALIDATE_FLAGS },
   audit: { run: (argv) => runAuditCommand(argv, io, { lean: true }), usage: AUDIT_USAGE, flags: AUDIT_FLAGS },
   policy: { run: (argv) => runPolicy(argv, io), usage: POLICY_USAGE, flags: POLICY_FLAGS },
+  crds: { run: (argv) => runCrds(argv, io), usage: CRDS_USAGE, flags: CRDS_FLAGS },
 };
 
 async function main(argv: string[]): Promise<number> {
@@ -114,7 +132,7 @@ async function main(argv: string[]): Promise<number> {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => exit(code),
+  (code) => stdoutWritten().then(() => exit(code)),
   (err: unknown) => {
     if (err instanceof UsageError) process.stderr.write(`sidecar-injector: ${err.message}\n`);
     else if (err instanceof StartupError) {

@@ -70,10 +70,18 @@ const ALLOWED: Record<string, string[]> = {
   // Policy mode (--policy): its policies and bindings by name, and canary pods (dry run) in its namespace.
   'admissionregistration.k8s.io/mutatingadmissionpolicies': ['get', 'patch', 'delete', 'create'],
   'admissionregistration.k8s.io/mutatingadmissionpolicybindings': ['get', 'patch', 'delete', 'create'],
-  'admissionregistration.k8s.io/validatingadmissionpolicies': ['get', 'patch', 'delete', 'create'],
-  'admissionregistration.k8s.io/validatingadmissionpolicybindings': ['get', 'patch', 'delete', 'create'],
+  // Both modes also keep the ValidatingAdmissionPolicy refusing SidecarProfiles outside the limits (by name but create).
+  'admissionregistration.k8s.io/validatingadmissionpolicies': ['get', 'list', 'watch', 'update', 'patch', 'delete', 'create'],
+  'admissionregistration.k8s.io/validatingadmissionpolicybindings': ['get', 'list', 'watch', 'update', 'patch', 'delete', 'create'],
   '/pods': ['list', 'create'],
+  // Tenant profiles (SPEC 9): read, and their status written.
+  'sidecar-injector.io/sidecarprofiles': ['get', 'list', 'watch'],
+  'sidecar-injector.io/sidecarprofiles/status': ['update', 'patch'],
 };
+
+type Rule = { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] };
+/** ClusterRoles the chart labels for aggregation into the built-in admin, edit and view roles: the tenants' rights, not the injector's. */
+const aggregated = (d: Doc) => Object.keys(d.metadata.labels ?? {}).some((k) => k.startsWith('rbac.authorization.k8s.io/aggregate-to-'));
 
 describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
   const docs = renderDocs(values);
@@ -134,7 +142,7 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
   });
 
   it('grants nothing beyond the RBAC the README lists', () => {
-    const rules = [...of('ClusterRole'), ...of('Role')].flatMap((r) => r.rules as { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[]);
+    const rules = [...of('ClusterRole'), ...of('Role')].filter((r) => !aggregated(r)).flatMap((r) => r.rules as Rule[]);
     expect(rules.length).toBeGreaterThan(0);
     for (const rule of rules) {
       for (const group of rule.apiGroups) {
@@ -147,6 +155,49 @@ describe.each(Object.entries(VALUE_SETS))('chart with %s', (_name, values) => {
       if (rule.resources.includes('secrets') && rule.verbs.includes('get')) expect(rule.resourceNames).toBeDefined();
     }
     expect(JSON.stringify(rules)).not.toContain('"*"');
+    // The tenant policy is kept by name; only create cannot be.
+    for (const rule of rules.filter((r) => r.resources.includes('validatingadmissionpolicies') && r.verbs.some((v) => v !== 'create'))) expect(rule.resourceNames).toBeDefined();
+  });
+
+  it('lets the injector read SidecarProfiles and write their status, never their spec; its tenant policy by name', () => {
+    const role = docs.find((d) => d.kind === 'ClusterRole' && d.metadata.name === 'sidecar-injector')!;
+    const rules = role.rules as Rule[];
+    expect(rules).toEqual(
+      expect.arrayContaining([
+        { apiGroups: ['sidecar-injector.io'], resources: ['sidecarprofiles'], verbs: ['get', 'list', 'watch'] },
+        { apiGroups: ['sidecar-injector.io'], resources: ['sidecarprofiles/status'], verbs: ['update', 'patch'] },
+        {
+          apiGroups: ['admissionregistration.k8s.io'],
+          resources: ['validatingadmissionpolicies', 'validatingadmissionpolicybindings'],
+          resourceNames: ['sidecar-injector-sidecarprofiles'],
+          verbs: ['get', 'list', 'watch', 'update', 'patch', 'delete'],
+        },
+      ]),
+    );
+    const creates = rules.filter((r) => r.resources.includes('validatingadmissionpolicybindings') && r.verbs.includes('create'));
+    expect(creates.length).toBe(1);
+    expect(creates[0]!.resourceNames).toBeUndefined();
+    expect(rules.filter((r) => r.apiGroups.includes('sidecar-injector.io')).flatMap((r) => r.verbs)).not.toEqual(expect.arrayContaining(['create']));
+  });
+
+  it('aggregates SidecarProfile rights into the built-in admin and edit (all but status) and view (read) roles, and binds them to nobody', () => {
+    const roles = of('ClusterRole').filter(aggregated);
+    expect(roles.map((r) => [r.metadata.name, Object.entries(r.metadata.labels!).filter(([k]) => k.startsWith('rbac.authorization.k8s.io/'))])).toEqual([
+      [
+        'sidecar-injector-sidecarprofiles-edit',
+        [
+          ['rbac.authorization.k8s.io/aggregate-to-admin', 'true'],
+          ['rbac.authorization.k8s.io/aggregate-to-edit', 'true'],
+        ],
+      ],
+      ['sidecar-injector-sidecarprofiles-view', [['rbac.authorization.k8s.io/aggregate-to-view', 'true']]],
+    ]);
+    expect(roles.map((r) => r.rules)).toEqual([
+      [{ apiGroups: ['sidecar-injector.io'], resources: ['sidecarprofiles'], verbs: ['create', 'update', 'patch', 'delete', 'get', 'list', 'watch'] }],
+      [{ apiGroups: ['sidecar-injector.io'], resources: ['sidecarprofiles'], verbs: ['get', 'list', 'watch'] }],
+    ]);
+    const bound = [...of('ClusterRoleBinding'), ...of('RoleBinding')].map((b) => (b.roleRef as { name: string }).name);
+    for (const r of roles) expect(bound).not.toContain(r.metadata.name);
   });
 
   it('runs the pods hardened: non-root, read-only root, no capabilities, probes on /healthz and /readyz', () => {
@@ -221,6 +272,9 @@ describe('chart modes', () => {
     const rules = [...docs.filter((d) => d.kind === 'ClusterRole' || d.kind === 'Role')].flatMap((r) => r.rules as { apiGroups: string[]; resources: string[]; verbs: string[]; resourceNames?: string[] }[]);
     const named = rules.find((r) => r.resources.includes('mutatingadmissionpolicies') && r.verbs.includes('patch'))!;
     expect(named.resourceNames).toEqual(['sidecar-injector', 'sidecar-injector-namespaces', 'sidecar-injector-candidate']);
+    // Tenant profiles are served in policy mode too: read, status, and their policy by name.
+    expect(rules).toContainEqual({ apiGroups: ['sidecar-injector.io'], resources: ['sidecarprofiles/status'], verbs: ['update', 'patch'] });
+    expect(rules.find((r) => r.resourceNames?.includes('sidecar-injector-sidecarprofiles'))?.verbs).toEqual(['get', 'list', 'watch', 'update', 'patch', 'delete']);
     expect(rules.some((r) => r.resources.includes('mutatingwebhookconfigurations') || r.resources.includes('leases') || r.resources.includes('events'))).toBe(false);
     const canary = docs.find((d) => d.kind === 'Role' && d.metadata.name === 'sidecar-injector-canary')!;
     expect(canary.rules).toEqual([{ apiGroups: [''], resources: ['pods'], verbs: ['create'] }]);
@@ -274,6 +328,16 @@ describe('chart modes', () => {
     expect(notes.stdout).toContain('sidecar-injector\\.io/status');
   });
 
+  it('NOTES.txt points at SidecarProfiles only when tenant profiles are on', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'values-'));
+    writeFileSync(join(dir, 'tenant.yaml'), 'config:\n  tenantProfiles:\n    enabled: true\n');
+    writeFileSync(join(dir, 'null.yaml'), 'config:\n  tenantProfiles: null\n');
+    expect(render([join(dir, 'tenant.yaml')], { notes: true }).stdout).toContain('kubectl get sidecarprofiles -A -o wide');
+    expect(render([], { notes: true }).stdout).not.toContain('sidecarprofiles');
+    const withNull = render([join(dir, 'null.yaml')], { notes: true });
+    expect({ ok: withNull.ok, mentions: withNull.stdout.includes('sidecarprofiles') }).toEqual({ ok: true, mentions: false });
+  });
+
   it('the default render matches its golden file (UPDATE_GOLDEN=1 rewrites it)', () => {
     const text = render([]).stdout;
     if (process.env.UPDATE_GOLDEN === '1') writeFileSync(GOLDEN, text);
@@ -293,6 +357,25 @@ describe('chart modes', () => {
     const out = await runCli(['validate-config', file]);
     expect(out.stderr).toBe('');
     expect(out.code).toBe(0);
+  });
+});
+
+describe("the chart's CRDs (crds/)", () => {
+  it('helm install creates the SidecarProfile CRD first: the `crds` command\'s definition, valid for its kind, no unknown field', async () => {
+    const r = render([], { crds: true });
+    expect(r.ok).toBe(true);
+    const docs = docsOf(r.stdout);
+    const crd = docs[0]!;
+    expect([crd.kind, crd.metadata.name]).toEqual(['CustomResourceDefinition', 'sidecarprofiles.sidecar-injector.io']);
+    expect(docs.filter((d) => d.kind === 'CustomResourceDefinition')).toHaveLength(1);
+    expect(crd).toEqual(parse(readFileSync(join(CHART, 'crds', 'sidecarprofiles.yaml'), 'utf8')));
+    const out = await runCli(['crds']);
+    expect(readFileSync(join(CHART, 'crds', 'sidecarprofiles.yaml'), 'utf8')).toBe(out.stdout);
+    const Model = await modelFor(crd.apiVersion, crd.kind);
+    expect(() => new Model(crd).validate()).not.toThrow();
+    expect(unknownFields(crd)).toEqual([]);
+    // Without --include-crds (helm template's default) the templates alone, as before.
+    expect(docsOf(render([]).stdout).some((d) => d.kind === 'CustomResourceDefinition')).toBe(false);
   });
 });
 

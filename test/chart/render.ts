@@ -23,9 +23,10 @@ export function helm(args: string[]): Rendered {
   return { ok: r.status === 0, stdout: r.stdout, stderr: r.stderr };
 }
 
-export function render(values: string[] = [], opts: { notes?: boolean; name?: string; namespace?: string } = {}): Rendered {
+/** `crds`: with the chart's crds/ first, as `helm install` creates them (`helm template --include-crds`). */
+export function render(values: string[] = [], opts: { notes?: boolean; name?: string; namespace?: string; crds?: boolean } = {}): Rendered {
   const args = [opts.name ?? 'sidecar-injector', CHART, '--namespace', opts.namespace ?? 'sidecar-injector', ...values.flatMap((v) => ['-f', v])];
-  if (!opts.notes) return helm(['template', ...args]);
+  if (!opts.notes) return helm(['template', ...args, ...(opts.crds ? ['--include-crds'] : [])]);
   const r = helm(['install', ...args, '--dry-run=client', '-o', 'json']);
   if (!r.ok) return r;
   return { ...r, stdout: (JSON.parse(r.stdout) as { info: { notes?: string } }).info.notes ?? '' };

@@ -8,6 +8,12 @@
  * a test file started is stopped when the file ends (an afterAll registered
  * here) or the process exits, whatever the file's own afterAll did.
  *
+ * On request, kube-controller-manager beside them with only the named
+ * controllers (`start({ controllers: ['clusterrole-aggregation'] })`: the
+ * built-in admin, edit and view roles then gain the rules of ClusterRoles
+ * labelled to aggregate into them, as in a real cluster), with the admin's
+ * kubeconfig, on a free port, stopped first and by the same discipline.
+ *
  * Plus a small HTTPS client with the admin token on one keep-alive
  * connection (the witness: what the API server stored), kubectl with the
  * admin kubeconfig, the audit log, and a restart of the API server alone.
@@ -59,6 +65,20 @@ function binary(variable: 'KUBE_APISERVER' | 'ETCD'): string {
   return path;
 }
 
+/** KUBE_CONTROLLER_MANAGER, else the pinned one of the same Kubernetes line (scripts/tools.mjs: built the first time, then from the cache). */
+async function controllerManagerBinary(): Promise<string> {
+  const path = process.env.KUBE_CONTROLLER_MANAGER;
+  if (path) return path;
+  // @ts-expect-error: a plain .mjs build script, without type declarations
+  const { tool } = (await import('../../scripts/tools.mjs')) as { tool: (name: string) => string };
+  return tool('kube-controller-manager');
+}
+
+export interface ControlPlaneOptions {
+  /** Run kube-controller-manager with only these controllers (`--controllers`); none run by default. */
+  controllers?: readonly string[];
+}
+
 /** A process of the control plane: its output appended to DIR/NAME.log, tracked until it exits. */
 function launch(dir: string, name: string, argv: string[]): ChildProcess {
   const log = openSync(join(dir, `${name}.log`), 'a');
@@ -105,18 +125,23 @@ export class ApiServer {
   private agent = new Agent({ keepAlive: true, maxSockets: 32 });
   private etcd?: ChildProcess;
   private apiserver?: ChildProcess;
+  private controllerManager?: ChildProcess;
   private apiserverArgv: string[] = [];
 
   private constructor(readonly dir: string) {
     this.kubeconfig = join(dir, 'kubeconfig');
   }
 
-  /** etcd and kube-apiserver in a new directory, ready, with ServiceAccount default/default; stops both if any step fails. */
-  static async start(): Promise<ApiServer> {
+  /**
+   * etcd and kube-apiserver in a new directory, ready, with ServiceAccount default/default, and
+   * kube-controller-manager when OPTIONS name controllers; stops all of them if any step fails.
+   */
+  static async start(options: ControlPlaneOptions = {}): Promise<ApiServer> {
     const kas = new ApiServer(mkdtempSync(join(tmpdir(), 'kas-e2e-')));
     planes.add(kas);
     try {
       await kas.boot();
+      if (options.controllers && options.controllers.length > 0) await kas.startControllerManager(options.controllers);
       return kas;
     } catch (err) {
       await kas.stop();
@@ -209,6 +234,27 @@ export class ApiServer {
     );
   }
 
+  /**
+   * kube-controller-manager with only CONTROLLERS, as the admin (the kubeconfig above), no leader
+   * election (it is alone), serving its /healthz on a free loopback port with a self-signed
+   * certificate in DIR; ready when /healthz answers ok (always allowed: its
+   * --authorization-always-allow-paths default).
+   */
+  private async startControllerManager(controllers: readonly string[]): Promise<void> {
+    const port = await freePort();
+    this.controllerManager = launch(this.dir, 'kube-controller-manager', [
+      await controllerManagerBinary(),
+      `--kubeconfig=${this.kubeconfig}`,
+      `--controllers=${controllers.join(',')}`,
+      '--leader-elect=false',
+      '--bind-address=127.0.0.1',
+      `--secure-port=${port}`,
+      `--cert-dir=${join(this.dir, 'kube-controller-manager-certs')}`,
+    ]);
+    const log = join(this.dir, 'kube-controller-manager.log');
+    await until('kube-controller-manager', this.controllerManager, log, 60_000, () => this.healthy(`https://127.0.0.1:${port}/healthz`));
+  }
+
   /** Starts kube-apiserver with the recorded flags and waits for its /readyz (any certificate: the CA is read after). */
   private async launchApiServer(): Promise<void> {
     this.apiserver = launch(this.dir, 'kube-apiserver', this.apiserverArgv);
@@ -217,8 +263,13 @@ export class ApiServer {
   }
 
   private ready(): Promise<boolean> {
+    return this.healthy(`${this.url}/readyz`);
+  }
+
+  /** GET URL answers 200 (any certificate: a component's self-signed one). */
+  private healthy(url: string): Promise<boolean> {
     return new Promise((resolve) => {
-      const req = request(`${this.url}/readyz`, { rejectUnauthorized: false, agent: false }, (res) => {
+      const req = request(url, { rejectUnauthorized: false, agent: false }, (res) => {
         res.resume();
         resolve(res.statusCode === 200);
       });
@@ -228,10 +279,11 @@ export class ApiServer {
     });
   }
 
-  /** Stops kube-apiserver, then etcd (only the processes this object started). etcd's data goes; logs and the audit log stay. */
+  /** Stops kube-controller-manager, kube-apiserver, then etcd (only the processes this object started). etcd's data goes; logs and the audit log stay. */
   async stop(): Promise<void> {
     planes.delete(this);
     this.agent.destroy();
+    if (this.controllerManager) await terminate(this.controllerManager);
     if (this.apiserver) await terminate(this.apiserver);
     if (this.etcd) await terminate(this.etcd);
     rmSync(join(this.dir, 'etcd'), { recursive: true, force: true });

@@ -55,6 +55,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if and (include "sidecar-injector.webhook" .) (not (and (eq .Values.tls.mode "cert-manager") .Values.tls.certManager.injectCa)) -}}true{{- end -}}
 {{- end -}}
 
+{{/* The ValidatingAdmissionPolicy (and its binding) refusing SidecarProfiles outside the limits at write (core/profile-policy.ts profilePolicyName). */}}
+{{- define "sidecar-injector.profilePolicyName" -}}
+{{- printf "%s-sidecarprofiles" (include "sidecar-injector.fullname" .) -}}
+{{- end -}}
+
 {{- define "sidecar-injector.prefix" -}}
 {{- default "sidecar-injector.io" .Values.config.annotationPrefix -}}
 {{- end -}}
