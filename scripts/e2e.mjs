@@ -13,6 +13,7 @@ try {
   for (const [variable, name] of [
     ['KUBE_APISERVER', 'kube-apiserver'],
     ['ETCD', 'etcd'],
+    ['KUBE_CONTROLLER_MANAGER', 'kube-controller-manager'],
   ]) {
     if (env[variable]) accessSync(env[variable], constants.X_OK);
     else env[variable] = tool(name);

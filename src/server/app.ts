@@ -3,16 +3,18 @@
  * (body.ts) here, then the pure pipeline (core/mutate.ts) decides. Listening, TLS and
  * shutdown live in listen.ts.
  */
+import type { IncomingMessage, RequestListener, ServerResponse } from 'node:http';
 import express, { type NextFunction, type Request, type Response } from 'express';
 import type { Logger } from 'pino';
 import type { CompiledConfig } from '../core/config.js';
 import type { PodEvent } from '../core/events.js';
 import type { ServerFeatures } from '../core/inject.js';
 import { mutate, type MutateSummary, type NamespaceLabels } from '../core/mutate.js';
+import type { TenantProfileLookup } from '../core/tenant-profile.js';
 import { complete, denied, type AdmissionReviewOut } from '../core/response.js';
 import { isPodCreate, parseReview, type AdmissionReviewIn } from '../core/review.js';
 import type { NamespaceLookup } from '../kube/namespaces.js';
-import { readJsonBody } from './body.js';
+import { isJsonRequest, readJsonBody } from './body.js';
 import { httpError, type HttpErrorCode } from './errors.js';
 import { closeAfterRefusal } from './linger.js';
 
@@ -25,6 +27,8 @@ export interface AppDeps {
   namespaceLabels: NamespaceLabels;
   /** With a cluster: one bounded read of a namespace the cache has not seen. */
   lookupNamespace?: (namespace: string) => Promise<NamespaceLookup>;
+  /** The SidecarProfile index (SPEC 9); absent: no tenant profile is served. */
+  tenantProfiles?: TenantProfileLookup;
   /** What the API server supports, as detected at start. */
   server: () => ServerFeatures;
   /** With --events: receives the Event an admission deserves; must not block. */
@@ -53,26 +57,31 @@ export function addHealthRoutes(app: express.Express, ready: () => boolean, notR
 }
 
 /** Written directly: express's res.json() machinery (etag, freshness, charset) is measurable on this path. */
-function sendJson(res: Response, status: number, value: unknown): void {
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
   const body = JSON.stringify(value);
   res.writeHead(status, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
   res.end(body);
 }
 
 /** Answers with an error from the catalogue (errors.ts) as JSON. */
-export function sendError(res: Response, code: HttpErrorCode, detail?: string): void {
+export function sendError(res: ServerResponse, code: HttpErrorCode, detail?: string): void {
   const { status, body } = httpError(code, detail);
   sendJson(res, status, body);
 }
 
-export function createApp(deps: AppDeps): express.Express {
+/**
+ * The request listener: `POST /mutate` as the API server sends it (`/mutate?timeout=10s`) goes
+ * straight to its handler, since express's per-request work (router, prototype swaps, URL parsing)
+ * was a tenth of the webhook's CPU under load (docs/performance.md); express routes everything else,
+ * the same handler included for the spellings its router also matches (`/Mutate`, `/mutate/`).
+ */
+export function createApp(deps: AppDeps): RequestListener {
   const app = express();
   app.disable('x-powered-by');
   app.set('etag', false);
 
-  // While draining, tell keep-alive clients to go elsewhere for their next request.
   app.use((_req: Request, res: Response, next: NextFunction) => {
-    if (!deps.ready()) res.setHeader('Connection', 'close');
+    closeWhenDraining(deps, res);
     next();
   });
   addHealthRoutes(app, deps.ready, deps.notReady);
@@ -84,11 +93,27 @@ export function createApp(deps: AppDeps): express.Express {
   });
   app.use((_req: Request, res: Response) => sendError(res, 'NOT_FOUND'));
 
-  return app;
+  return (req, res) => {
+    if (req.method === 'POST' && isMutatePath(req.url)) {
+      closeWhenDraining(deps, res);
+      handleMutate(deps, req, res);
+    } else {
+      void app(req, res);
+    }
+  };
+}
+
+function isMutatePath(url: string | undefined): boolean {
+  return url === '/mutate' || (url !== undefined && url.startsWith('/mutate?'));
+}
+
+/** While draining, tell keep-alive clients to go elsewhere for their next request. */
+function closeWhenDraining(deps: AppDeps, res: ServerResponse): void {
+  if (!deps.ready()) res.setHeader('Connection', 'close');
 }
 
 /** One /mutate request: read → namespace → decide → answer, each step below. */
-function handleMutate(deps: AppDeps, req: Request, res: Response): void {
+function handleMutate(deps: AppDeps, req: IncomingMessage, res: ServerResponse): void {
   const start = deps.now();
   const exchange: Exchange = { deps, res, start, decision: undefined };
   res.on('finish', () => deps.onAdmission?.(exchange.decision ?? 'error', (deps.now() - start) / 1000));
@@ -107,15 +132,15 @@ function handleMutate(deps: AppDeps, req: Request, res: Response): void {
 
 interface Exchange {
   deps: AppDeps;
-  res: Response;
+  res: ServerResponse;
   start: number;
   /** What the admission metric counts once the answer is sent; `error` when none was decided. */
   decision: MutateSummary['decision'] | undefined;
 }
 
 /** Content type, body and AdmissionReview shape; a bad request is answered here (400/413/415) and yields nothing. */
-async function readReview(req: Request, res: Response, logger: Logger): Promise<AdmissionReviewIn | undefined> {
-  if (!req.is('application/json')) {
+async function readReview(req: IncomingMessage, res: ServerResponse, logger: Logger): Promise<AdmissionReviewIn | undefined> {
+  if (!isJsonRequest(req)) {
     logger.warn({ contentType: req.headers['content-type'] ?? null }, 'rejected request: unsupported content type');
     // Refused before its body is read: the same bounded lingering close as a body over the cap.
     closeAfterRefusal(req, res, 0, MAX_BODY_BYTES);
@@ -159,7 +184,14 @@ async function namespaceOf(review: AdmissionReviewIn, config: CompiledConfig, de
 function decide(review: AdmissionReviewIn, config: CompiledConfig, ns: NamespaceView, deps: AppDeps): { error: string } | { summary: MutateSummary; out: AdmissionReviewOut } {
   const { request, apiVersion } = review;
   try {
-    const result = mutate(review, { config, namespaceLabels: ns.labels, server: deps.server(), namespaceProblem: ns.problem, events: deps.recordEvent !== undefined });
+    const result = mutate(review, {
+      config,
+      namespaceLabels: ns.labels,
+      server: deps.server(),
+      tenantProfiles: deps.tenantProfiles,
+      namespaceProblem: ns.problem,
+      events: deps.recordEvent !== undefined,
+    });
     if (!result.ok) return { error: result.error };
     if (result.event) deps.recordEvent?.(result.event);
     return { summary: result.summary, out: result.review };

@@ -15,11 +15,11 @@
  * certificate's real names. The test plays kubelet: it copies the Secret
  * and the ConfigMap into each replica's volume, when it chooses.
  */
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseAllDocuments, stringify } from 'yaml';
-import { render } from '../chart/render.js';
+import { CHART, render } from '../chart/render.js';
 import { freePort, MountedVolume } from '../helpers/ops.js';
 import { startLoopbackService, type LoopbackService } from '../helpers/service.js';
 import { runCli, startCli, type Started } from '../helpers/process.js';
@@ -71,6 +71,9 @@ export class Install {
 
   /** Namespace (with its default ServiceAccount, as the controllers would make it), then every object (hooks first, as Helm does), with kubectl's server-side apply. */
   apply(): void {
+    // helm install creates the chart's crds/ first, and never templates them.
+    for (const f of readdirSync(join(CHART, 'crds'))) this.kas.kubectl(['apply', '--server-side', '--field-manager=helm', '-f', join(CHART, 'crds', f)]);
+    this.kas.kubectl(['wait', '--for=condition=Established', 'crd', '--all', '--timeout=60s']);
     this.kas.kubectl(['create', 'namespace', NS]);
     this.kas.kubectl(['-n', NS, 'create', 'serviceaccount', 'default']);
     const hooks = this.docs.filter((d) => d.metadata.annotations?.['helm.sh/hook']);
