@@ -22,7 +22,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Logger } from 'pino';
 import { canCarryConditions, conditionsForEntry, selectsOnlyEnabledNamespaces, type MatchCondition } from '../core/match-conditions.js';
 import type { LabelSelector } from '../core/selector.js';
-import { MWC_PATH } from './ca-bundle.js';
+import { isProbeWebhook, MWC_PATH } from './ca-bundle.js';
 import { KubeError, type KubeClient } from './client.js';
 import { SyncLoop } from './sync-loop.js';
 
@@ -39,7 +39,8 @@ export type ConditionsOp = { op: 'test' | 'add' | 'remove'; path: string; value?
 /** Entries that send every pod although conditions exist, and could save calls by being split by the namespace label. */
 export function unsplitEntries(webhooks: readonly WebhookEntry[], conditions: readonly MatchCondition[], namespaceLabel: string): WebhookEntry[] {
   if (conditions.length === 0) return [];
-  return webhooks.filter((w) => !canCarryConditions(w.namespaceSelector, namespaceLabel) && !selectsOnlyEnabledNamespaces(w.namespaceSelector, namespaceLabel));
+  // A caBundle probe webhook (ca-bundle.ts) lives a moment and matches only its probe Lease: not an entry to split.
+  return webhooks.filter((w) => !isProbeWebhook(w.name) && !canCarryConditions(w.namespaceSelector, namespaceLabel) && !selectsOnlyEnabledNamespaces(w.namespaceSelector, namespaceLabel));
 }
 
 /** The patch that gives every entry the conditions it should have; empty when all have them. Pure. */

@@ -155,6 +155,23 @@ export class Install {
     if (!hosts.includes(HOSTS_MARK)) writeFileSync(HOSTS, `${hosts.replace(/\n?$/, '\n')}127.0.0.1 ${SERVICE_HOST} ${HOSTS_MARK}\n`);
   }
 
+  /**
+   * A fresh install renders its webhooks Ignore and names the wanted failurePolicy in an annotation; the
+   * replicas write it once the API server has called them (ca-bundle.ts). Waits for that, so the tests
+   * that follow see the configuration as it stays.
+   */
+  async armed(configuration = RELEASE): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const mwc = await this.kas.must('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configuration}`);
+      const wanted = (mwc.metadata as { annotations?: Record<string, string> }).annotations?.['sidecar-injector.io/failure-policy'];
+      const hooks = mwc.webhooks as { failurePolicy?: string }[];
+      if (wanted === undefined || hooks.every((h) => h.failurePolicy === wanted)) return;
+      if (Date.now() > deadline) throw new Error(`the webhooks of ${configuration} are not ${wanted} after 30 s`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
   /** The webhook configuration's clientConfig: the Service's name through the hosts entry, as a url. */
   async pointWebhooksAtService(configuration = RELEASE): Promise<void> {
     const mwc = await this.kas.must('GET', `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${configuration}`);
@@ -204,6 +221,7 @@ export async function installed(values: Record<string, unknown> = {}, on?: ApiSe
     await install.startService();
     await install.pointWebhooksAtService();
     await Promise.all(replicas.map((r) => install.ready(r)));
+    await install.armed();
     return { kas, install, replicas };
   } catch (err) {
     // The caller never gets these to stop: stop them here (the control plane's logs stay in its directory).

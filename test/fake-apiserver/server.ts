@@ -38,6 +38,14 @@
  *   (apiserver's handlers for a deleted object without finalizers). Leases
  *   (coordination.k8s.io/v1) need `spec.leaseDurationSeconds` > 0 when set
  *   (coordination validation.go), and `renewTime` is a MicroTime.
+ * - `?dryRun=All` on a create: admitted and validated, answered 201, never
+ *   stored (handlers/create.go). Mutating admission runs before validation:
+ *   a Lease CREATE is sent to the webhooks of the stored
+ *   MutatingWebhookConfigurations whose rules, namespaceSelector and
+ *   objectSelector (matchLabels) match; this fake serves no Service, so the
+ *   first fails closed as the dispatcher does (500 `failed calling webhook
+ *   "NAME"`: webhook/mutating/dispatcher.go, util/webhook/error.go). A real
+ *   server's informer lag is zero here (test/kube/ca-trust.test.ts models it).
  * - core/v1 Events: the validation kube-apiserver applies to a legacy Event
  *   (involvedObject.namespace must equal the Event's namespace), names unique
  *   in a namespace (409 AlreadyExists).
@@ -474,7 +482,7 @@ export class FakeApiServer {
     if (name === undefined) {
       if (r.method === 'GET' && r.query.get('watch') === 'true') return this.watch(collection, namespace, r.query, res);
       if (r.method === 'GET') return this.list(p, collection, namespace, r.query, res);
-      if (r.method === 'POST') return this.create(collection, namespace, r.body as Obj, res);
+      if (r.method === 'POST') return this.create(collection, namespace, r.body as Obj, res, r.query.get('dryRun') === 'All');
     } else {
       const key = namespace ? `${namespace}/${name}` : name;
       const found = this.get(collection, key);
@@ -556,8 +564,10 @@ export class FakeApiServer {
     });
   }
 
-  private create(collection: string, namespace: string | undefined, body: Obj, res: ServerResponse): void {
+  private create(collection: string, namespace: string | undefined, body: Obj, res: ServerResponse, dryRun = false): void {
     const m = (body?.metadata ?? {}) as Obj;
+    const refused = collection === 'leases' && namespace ? this.leaseWebhookFailure(namespace, (m.labels ?? {}) as Record<string, string>) : undefined;
+    if (refused) return this.json(res, 500, status(500, 'InternalError', `Internal error occurred: ${refused}`));
     if (!m.name) return this.json(res, 422, status(422, 'Invalid', `${collection} is invalid: metadata.name: Required value`));
     if (m.namespace !== undefined && m.namespace !== namespace) {
       return this.json(res, 400, status(400, 'BadRequest', 'the namespace of the provided object does not match the namespace sent on the request'));
@@ -573,7 +583,23 @@ export class FakeApiServer {
     const key = namespace ? `${namespace}/${m.name as string}` : (m.name as string);
     if (this.get(collection, key)) return this.json(res, 409, status(409, 'AlreadyExists', `${collection} "${m.name as string}" already exists`));
     const object = { ...body, metadata: { ...m, namespace } };
+    if (dryRun) return this.json(res, 201, object);
     this.json(res, 201, this.put(collection, CUSTOM_RESOURCES[collection] ? this.createdCustom(object) : object));
+  }
+
+  /** Mutating admission of a Lease CREATE: the first matching webhook fails the request (this fake serves no Service). */
+  private leaseWebhookFailure(namespace: string, labels: Record<string, string>): string | undefined {
+    type Hook = { name: string; rules?: { resources?: string[]; operations?: string[] }[]; clientConfig?: { service?: { name?: string } }; namespaceSelector?: { matchLabels?: Record<string, string> }; objectSelector?: { matchLabels?: Record<string, string> } };
+    const matches = (sel: Record<string, string> | undefined, have: Record<string, string>) => Object.entries(sel ?? {}).every(([k, v]) => have[k] === v);
+    const configurations = this.all('mutatingwebhookconfigurations').sort((a, b) => String(meta(a).name).localeCompare(String(meta(b).name)));
+    for (const w of configurations.flatMap((c) => (c.webhooks as Hook[] | undefined) ?? [])) {
+      if (!(w.rules ?? []).some((r) => r.resources?.includes('leases') && r.operations?.includes('CREATE'))) continue;
+      if (!matches(w.namespaceSelector?.matchLabels, { 'kubernetes.io/metadata.name': namespace }) || !matches(w.objectSelector?.matchLabels, labels)) continue;
+      // This fake serves no Service: every call fails closed.
+      const svc = w.clientConfig?.service?.name ?? '?';
+      return `failed calling webhook "${w.name}": failed to call webhook: service "${svc}" not found`;
+    }
+    return undefined;
   }
 
   private update(collection: string, found: Obj, body: Obj, res: ServerResponse, statusOnly = false): void {

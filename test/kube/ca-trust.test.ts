@@ -5,6 +5,15 @@
  * live replica needs stays; one no live replica needs leaves (after the
  * grace); an expired one leaves; a dead replica's Lease stops counting; the
  * write is guarded by the resourceVersion read before the Leases.
+ *
+ * Issue 32: a CA counts as trusted once the API server shows that it admits
+ * with a configuration trusting it (the probe of ca-bundle.ts), not a fixed
+ * time after the write. The fake API server has no admission chain, so
+ * `AdmissionModel` plays kube-apiserver's for the probe Lease: the webhooks
+ * of the configuration its informer last saw, called in order, failing
+ * closed with "failed calling webhook NAME" (webhook/mutating/dispatcher.go);
+ * a test can hold that informer back (`lag()`) to show that nothing but the
+ * API server catching up makes a replica trusted.
  */
 import { afterEach, describe, expect, it } from '@jest/globals';
 import fc from 'fast-check';
@@ -12,8 +21,22 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { V1Lease } from '@kubernetes/client-node';
-import { CaBundleWriter, desiredCas, retiring, type CaBundleResult } from '../../src/kube/ca-bundle.js';
-import type { KubeClient } from '../../src/kube/client.js';
+import { pino, type Logger } from 'pino';
+import {
+  armPatch,
+  CaBundleWriter,
+  desiredCas,
+  FAILURE_POLICY_ANNOTATION,
+  isProbeWebhook,
+  newProbe,
+  PROBE_LABEL,
+  PROBE_SERVICE,
+  probeOutcome,
+  probeWebhooks,
+  retiring,
+  type CaBundleResult,
+} from '../../src/kube/ca-bundle.js';
+import { KubeError, type KubeClient, type RequestOpts } from '../../src/kube/client.js';
 import { LEASE_LABEL, liveNeeds, microTime, ReplicaLease, replicaIdentity, SERVING_ANNOTATION, TRUSTED_ANNOTATION } from '../../src/kube/replica-lease.js';
 import { generateCa, issueServingCertificate, type CertificateAuthority } from '../../src/tls/generate.js';
 import { certInfo, type CertInfo } from '../../src/tls/inspect.js';
@@ -25,6 +48,12 @@ const NS = 'sidecar-injector';
 const REQ = { service: NAME, namespace: NS, dev: false, days: 30 };
 
 const info = (ca: CertificateAuthority) => certInfo(ca.caCert);
+
+/** A logger whose lines a test can read. */
+function capture(): { logger: Logger; lines: { msg: string; [k: string]: unknown }[] } {
+  const lines: { msg: string; [k: string]: unknown }[] = [];
+  return { logger: pino({ level: 'debug' }, { write: (l: string) => void lines.push(JSON.parse(l) as { msg: string }) }), lines };
+}
 const fps = (cas: readonly CertInfo[]) => cas.map((c) => c.fingerprint);
 
 describe('desiredCas (pure)', () => {
@@ -99,8 +128,73 @@ interface Replica {
   files(ca: CertificateAuthority, trust: CertificateAuthority[]): Promise<void>;
 }
 
+type Obj = Record<string, unknown>;
+type Hook = { name: string; failurePolicy?: string; rules?: { resources?: string[]; operations?: string[] }[]; clientConfig: { service?: { name?: string }; url?: string }; namespaceSelector?: { matchLabels?: Record<string, string> }; objectSelector?: { matchLabels?: Record<string, string> } };
+
+/**
+ * kube-apiserver's mutating admission of a dry-run Lease create, over the fake: the webhooks of the
+ * configuration its informer last saw (the stored one, or a copy held by lag()) whose rules, namespaceSelector
+ * and objectSelector match, called in order. The probe's marker names a Service that does not exist (the
+ * dispatcher fails closed: 500 "failed calling webhook"); any other webhook answers when `answering`. Then
+ * validation refuses the probe Lease (422), as the API server's would. Also answers SelfSubjectReview as `username`.
+ */
+class AdmissionModel {
+  private held: Obj | undefined;
+  answering = true;
+  username: string | undefined;
+  /** Dry-run Lease creates seen, and how many the configuration's probe matched. */
+  probes = 0;
+  seen = 0;
+  /** The namespace of each dry-run Lease create. */
+  readonly namespaces: string[] = [];
+
+  constructor(private readonly f: FakeApiServer) {}
+
+  /** The informer stops at the configuration stored now. */
+  lag(): void {
+    this.held = structuredClone(this.f.get('mutatingwebhookconfigurations', NAME));
+  }
+
+  catchUp(): void {
+    this.held = undefined;
+  }
+
+  client(inner: KubeClient): KubeClient {
+    return {
+      ...inner,
+      request: async (method: string, path: string, ro?: RequestOpts) => {
+        if (method === 'POST' && path === '/apis/authentication.k8s.io/v1/selfsubjectreviews' && this.username) return { status: 201, body: { status: { userInfo: { username: this.username } } } };
+        const dryRun = /^\/apis\/coordination\.k8s\.io\/v1\/namespaces\/([^/]+)\/leases\?dryRun=All$/.exec(path);
+        if (method !== 'POST' || !dryRun) return inner.request(method, path, ro);
+        this.admit(dryRun[1]!, ro?.body as { metadata?: { labels?: Record<string, string> } });
+        // Then validation, which the probe Lease fails (coordination validation.go); a dry run stores nothing.
+        throw new KubeError(422, 'Invalid', `POST ${path}: 422 Invalid: Lease.coordination.k8s.io is invalid: spec.leaseDurationSeconds: Invalid value: 0: must be greater than 0`);
+      },
+    };
+  }
+
+  private admit(namespace: string, lease: { metadata?: { labels?: Record<string, string> } }): void {
+    this.probes += 1;
+    this.namespaces.push(namespace);
+    const mwc = (this.held ?? this.f.get('mutatingwebhookconfigurations', NAME)) as { webhooks: Hook[] };
+    const labels = lease.metadata?.labels ?? {};
+    const matches = (sel: Record<string, string> | undefined, have: Record<string, string>) => Object.entries(sel ?? {}).every(([k, v]) => have[k] === v);
+    for (const w of mwc.webhooks) {
+      if (!(w.rules ?? []).some((r) => r.resources?.includes('leases') && r.operations?.includes('CREATE'))) continue;
+      if (!matches(w.namespaceSelector?.matchLabels, { 'kubernetes.io/metadata.name': namespace }) || !matches(w.objectSelector?.matchLabels, labels)) continue;
+      const fail = (why: string) => new KubeError(500, 'InternalError', `POST /leases: 500 InternalError: Internal error occurred: failed calling webhook "${w.name}": failed to call webhook: ${why}`);
+      if (w.clientConfig.service?.name === PROBE_SERVICE) {
+        this.seen += 1;
+        throw fail(`service "${PROBE_SERVICE}" not found`);
+      }
+      if (!this.answering) throw fail('dial tcp: connect: connection refused');
+    }
+  }
+}
+
 let fake: FakeApiServer | undefined;
 let client: KubeClient;
+let admission: AdmissionModel;
 const writers: CaBundleWriter[] = [];
 afterEach(async () => {
   for (const w of writers.splice(0)) w.stop();
@@ -111,12 +205,27 @@ afterEach(async () => {
 async function cluster() {
   const started = await startFake();
   fake = started.fake;
-  client = started.client;
+  admission = new AdmissionModel(started.fake);
+  client = admission.client(started.client);
   fake.webhookConfiguration(NAME, NS);
   return started.fake;
 }
 
-async function replica(name: string, ca: CertificateAuthority, trust: CertificateAuthority[], opts: { durationSeconds?: number; retireAfterMs?: number } = {}): Promise<Replica> {
+/** The webhooks the chart installs; probe webhooks come and go. */
+const realHooks = (f: FakeApiServer) => (f.get('mutatingwebhookconfigurations', NAME) as { webhooks: Hook[] & { clientConfig: { caBundle?: string } }[] }).webhooks.filter((w) => !isProbeWebhook(w.name));
+const probeHooks = (f: FakeApiServer) => (f.get('mutatingwebhookconfigurations', NAME) as { webhooks: Hook[] }).webhooks.filter((w) => isProbeWebhook(w.name));
+
+interface ReplicaOpts {
+  durationSeconds?: number;
+  retireAfterMs?: number;
+  inUseBoundMs?: number;
+  /** The writer's resync (only the retry of a live probe uses it here: tests call sync()). */
+  resyncMs?: number;
+  onResult?: (r: CaBundleResult) => void;
+  logger?: Logger;
+}
+
+async function replica(name: string, ca: CertificateAuthority, trust: CertificateAuthority[], opts: ReplicaOpts = {}): Promise<Replica> {
   const dir = mkdtempSync(join(tmpdir(), `replica-${name}-`));
   const files = async (signer: CertificateAuthority, set: CertificateAuthority[]) => {
     writeFileSync(join(dir, 'ca.crt'), set.map((c) => c.caCert).join(''));
@@ -131,8 +240,13 @@ async function replica(name: string, ca: CertificateAuthority, trust: Certificat
     certPath: join(dir, 'tls.crt'),
     lease: new ReplicaLease({ client, identity: { name, namespace: NS }, webhookConfiguration: NAME, durationSeconds: opts.durationSeconds ?? 15 }),
     retireAfterMs: opts.retireAfterMs ?? 0,
-    logger: quietLogger,
-    onResult: (r) => results.push(r),
+    inUseBoundMs: opts.inUseBoundMs ?? 5000,
+    resyncMs: opts.resyncMs,
+    logger: opts.logger ?? quietLogger,
+    onResult: (r) => {
+      results.push(r);
+      opts.onResult?.(r);
+    },
     backoffInitialMs: 20,
     backoffMaxMs: 50,
   });
@@ -140,15 +254,14 @@ async function replica(name: string, ca: CertificateAuthority, trust: Certificat
   return { writer, results, files };
 }
 
-const bundle = (f: FakeApiServer) =>
-  (f.get('mutatingwebhookconfigurations', NAME) as { webhooks: { clientConfig: { caBundle?: string } }[] }).webhooks.map((w) =>
-    Buffer.from(w.clientConfig.caBundle ?? '', 'base64').toString('utf8'),
-  );
+const bundle = (f: FakeApiServer) => realHooks(f).map((w) => Buffer.from((w.clientConfig as { caBundle?: string }).caBundle ?? '', 'base64').toString('utf8'));
 const holds = (f: FakeApiServer, ...cas: CertificateAuthority[]) => bundle(f).every((b) => cas.every((c) => b.includes(c.caCert)));
 const exactly = (f: FakeApiServer, ...cas: CertificateAuthority[]) => bundle(f).every((b) => b.length === cas.reduce((n, c) => n + c.caCert.length, 0) && holds(f, ...cas));
 
+/** What serve.ts does before it serves a new certificate: stored, then shown in use. */
 async function settle(r: Replica): Promise<void> {
   expect(await r.writer.ensureTrusted(5000)).toBe(true);
+  expect(await r.writer.whenInUse()).toBe(true);
 }
 
 describe('the caBundle across replicas, through the fake API server', () => {
@@ -248,7 +361,7 @@ describe('the caBundle across replicas, through the fake API server', () => {
     expect(Date.now() - since).toBeGreaterThanOrEqual(400);
   });
 
-  it('a replica is trusted only once its write has landed and the API server had time to load it, not when a write is refused', async () => {
+  it('a replica is trusted only once its write has landed and the API server admits with it, not when a write is refused', async () => {
     const f = await cluster();
     const ca = await generateCa(REQ);
     const r = await replica('starting', ca, [ca]);
@@ -256,11 +369,14 @@ describe('the caBundle across replicas, through the fake API server', () => {
     r.writer.sync();
     await until('the refused write', () => r.results.includes('failure'));
     expect(r.writer.trusted()).toBe(false);
-    await settle(r);
+    admission.lag(); // stored, but the API server's informer has not seen it yet
+    expect(await r.writer.ensureTrusted(5000)).toBe(true);
     expect(holds(f, ca)).toBe(true);
-    expect(r.writer.trusted()).toBe(false); // written, but the API server may still be using the old bundle
-    expect(r.writer.trusted(Date.now() + 3000)).toBe(true);
-    expect(r.writer.propagationWaitMs()).toBeGreaterThan(0);
+    await until('the probe refused a few times', () => admission.probes >= 3);
+    expect(r.writer.trusted()).toBe(false);
+    admission.catchUp();
+    expect(await r.writer.whenInUse()).toBe(true);
+    expect(r.writer.trusted()).toBe(true);
   });
 
   it('a replica stopping deletes its Lease; the others stop counting it at once', async () => {
@@ -298,6 +414,194 @@ describe('the caBundle across replicas, through the fake API server', () => {
     expect(first.results).toContain('failure'); // the 422 of the resourceVersion test
     await settle(late);
     expect(holds(f, caA, caB, caC)).toBe(true);
+  });
+});
+
+describe('the probe: what the API server admits with (pure)', () => {
+  it('matches only a CREATE of a Lease labelled with its nonce in one namespace; the marker calls a Service that does not exist, the live copy the real one first', () => {
+    const probe = newProbe(true, Date.UTC(2026, 11, 1));
+    const real = { clientConfig: { url: 'https://si.example:8443/mutate', caBundle: 'Q0E=' } };
+    const [live, marker] = probeWebhooks(probe, 'si', real) as Hook[];
+    expect(isProbeWebhook(marker!.name) && isProbeWebhook(live!.name)).toBe(true);
+    expect(marker).toMatchObject({
+      failurePolicy: 'Fail',
+      sideEffects: 'None',
+      rules: [{ apiGroups: ['coordination.k8s.io'], resources: ['leases'], operations: ['CREATE'] }],
+      namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'si' } },
+      objectSelector: { matchLabels: { [PROBE_LABEL]: probe.nonce } },
+      clientConfig: { service: { name: PROBE_SERVICE, namespace: 'si' } },
+    });
+    expect(live!.clientConfig).toEqual(real.clientConfig);
+    expect(probeWebhooks(newProbe(false), 'si', real)).toHaveLength(1);
+    // Webhook names: a DNS subdomain of three labels or more (admissionregistration validation).
+    expect(marker!.name).toMatch(/^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?){2,}$/);
+  });
+
+  it('reads the dry-run answer: the marker named means in use (and live when the copy came first), the copy named means in use but not callable, anything else means not yet', () => {
+    const probe = newProbe(true);
+    const failed = (name: string) => new KubeError(500, 'InternalError', `POST x: 500 InternalError: Internal error occurred: failed calling webhook "${name}": failed to call webhook: …`);
+    expect(probeOutcome(probe, failed(probe.marker))).toEqual({ seen: true, live: true });
+    expect(probeOutcome(probe, failed(probe.live!))).toMatchObject({ seen: true, live: false });
+    expect(probeOutcome(probe, failed('other.example.com')).seen).toBe(false);
+    expect(probeOutcome(probe, new KubeError(422, 'Invalid', 'Lease.coordination.k8s.io "x" is invalid')).seen).toBe(false);
+    expect(probeOutcome(newProbe(false), failed(probe.marker)).seen).toBe(false); // another probe's marker
+    const plain = newProbe(false);
+    expect(probeOutcome(plain, failed(plain.marker))).toEqual({ seen: true });
+  });
+
+  it('failurePolicy is written into the real webhooks that lack it, never into a probe', () => {
+    const hooks = [{ name: 'a', failurePolicy: 'Ignore' }, { name: 'b', failurePolicy: 'Fail' }, { name: `${newProbe(false).marker}`, failurePolicy: 'Fail' }, { name: 'c' }];
+    expect(armPatch(hooks, 'Fail')).toEqual([
+      { op: 'test', path: '/webhooks/0/name', value: 'a' },
+      { op: 'add', path: '/webhooks/0/failurePolicy', value: 'Fail' },
+      { op: 'test', path: '/webhooks/3/name', value: 'c' },
+      { op: 'add', path: '/webhooks/3/failurePolicy', value: 'Fail' },
+    ]);
+  });
+});
+
+describe('trusted once the API server admits with it (issue 32: no fixed wait)', () => {
+  const mwcPatches = (f: FakeApiServer) => f.requests.filter((r) => r.method === 'PATCH' && r.path.includes('mutatingwebhookconfigurations'));
+
+  it('the write that makes the CA trusted carries the probe; the probe is removed once the API server showed it', async () => {
+    const f = await cluster();
+    const ca = await generateCa(REQ);
+    const r = await replica('one', ca, [ca]);
+    await settle(r);
+    const [write] = mwcPatches(f);
+    const ops = write!.body as { op: string; path: string; value?: { name?: string } }[];
+    expect(ops.some((o) => o.path === '/webhooks/1/clientConfig/caBundle')).toBe(true);
+    expect(ops.filter((o) => o.path === '/webhooks/-').map((o) => isProbeWebhook(o.value?.name))).toEqual([true]);
+    expect(admission.seen).toBe(1);
+    expect(probeHooks(f)).toEqual([]);
+    expect(r.writer.trusted()).toBe(true);
+  });
+
+  it('a CA the bundle already trusted when the replica starts is taken as in use: no probe, no write', async () => {
+    const f = await cluster();
+    const ca = await generateCa(REQ);
+    const first = await replica('first', ca, [ca]);
+    await settle(first);
+    const before = mwcPatches(f).length;
+    const probes = admission.probes;
+    const second = await replica('second', ca, [ca]);
+    await settle(second);
+    expect(second.writer.trusted()).toBe(true);
+    expect([mwcPatches(f).length, admission.probes]).toEqual([before, probes]);
+  });
+
+  it('a new CA another replica already wrote is probed before this replica serves with it, whatever the time', async () => {
+    const f = await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const one = await replica('one', caA, [caA, caB]);
+    const two = await replica('two', caA, [caA]);
+    await settle(one);
+    await settle(two);
+    expect(holds(f, caA, caB)).toBe(true);
+    admission.lag();
+    await two.files(caB, [caA, caB]); // its new certificate is signed by B, which the bundle already holds
+    expect(await two.writer.ensureTrusted(5000)).toBe(true);
+    await until('the probe refused a few times', () => admission.probes >= 3);
+    expect(two.writer.trusted()).toBe(false);
+    admission.catchUp();
+    expect(await two.writer.whenInUse()).toBe(true);
+    expect(probeHooks(f)).toEqual([]);
+  });
+
+  it('a reload while an earlier probe is still waiting gets a probe of its own before it counts as in use', async () => {
+    await cluster();
+    const [caA, caB] = await Promise.all([generateCa(REQ), generateCa(REQ)]);
+    const r = await replica('reloading', caA, [caA]);
+    admission.lag(); // the first probe (for A) waits
+    expect(await r.writer.ensureTrusted(5000)).toBe(true);
+    await r.files(caB, [caA, caB]); // the reload: B written while A's probe is still out
+    expect(await r.writer.ensureTrusted(5000)).toBe(true);
+    const inUse = r.writer.whenInUse();
+    await until('the first probe refused a few times', () => admission.probes >= 3);
+    admission.catchUp();
+    expect(await inUse).toBe(true);
+    expect(admission.seen).toBe(2); // A's probe, then B's
+  });
+
+  it('past the bound a replica goes on without: logged and counted as unconfirmed', async () => {
+    await cluster();
+    const ca = await generateCa(REQ);
+    const { logger, lines } = capture();
+    const r = await replica('bounded', ca, [ca], { inUseBoundMs: 300, logger });
+    admission.lag(); // the informer never catches up
+    const started = Date.now();
+    expect(await r.writer.ensureTrusted(5000)).toBe(true);
+    expect(await r.writer.whenInUse()).toBe(true);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(300);
+    expect(r.results).toContain('unconfirmed');
+    expect(lines.find((l) => l.msg.startsWith('the API server did not show that it uses the caBundle'))).toMatchObject({ level: 40, boundMs: 300 });
+  });
+
+  it("probes in the namespace of the replica's service account (SelfSubjectReview)", async () => {
+    const f = await cluster();
+    f.namespace('injector-ns');
+    admission.username = 'system:serviceaccount:injector-ns:sidecar-injector';
+    const ca = await generateCa(REQ);
+    const r = await replica('sa', ca, [ca]);
+    await settle(r);
+    expect(new Set(admission.namespaces)).toEqual(new Set(['injector-ns']));
+    expect(probeHooks(f)).toEqual([]);
+    expect(admission.seen).toBe(1);
+  });
+
+  it('a probe webhook left by a replica that died is removed; a fresh one of another replica stays', async () => {
+    const f = await cluster();
+    const ca = await generateCa(REQ);
+    const stale = probeWebhooks(newProbe(false, Date.now() - 120_000), NS)[0] as Hook;
+    const fresh = probeWebhooks(newProbe(false), NS)[0] as Hook;
+    const mwc = f.get('mutatingwebhookconfigurations', NAME)!;
+    f.put('mutatingwebhookconfigurations', { ...mwc, webhooks: [...(mwc.webhooks as object[]), stale, fresh] });
+    const r = await replica('cleaner', ca, [ca]);
+    await settle(r);
+    expect(probeHooks(f).map((w) => w.name)).toEqual([fresh.name]);
+  });
+});
+
+describe('failurePolicy once the webhook answers (issue 32: the install window)', () => {
+  const policies = (f: FakeApiServer) => realHooks(f).map((w) => w.failurePolicy);
+  /** The chart as proposed: webhooks Ignore, the wanted policy in the annotation. */
+  const annotate = (f: FakeApiServer, policy: string) => {
+    const mwc = f.get('mutatingwebhookconfigurations', NAME)!;
+    f.put('mutatingwebhookconfigurations', {
+      ...mwc,
+      metadata: { ...(mwc.metadata as object), annotations: { [FAILURE_POLICY_ANNOTATION]: policy } },
+      webhooks: (mwc.webhooks as object[]).map((w) => ({ ...w, failurePolicy: 'Ignore' })),
+    });
+  };
+
+  it('Fail is written only after the API server called the real webhook through the probe; while it cannot, Ignore stays', async () => {
+    const f = await cluster();
+    annotate(f, 'Fail');
+    admission.answering = false; // no replica behind the Service yet
+    const ca = await generateCa(REQ);
+    const r = await replica('arming', ca, [ca], { resyncMs: 100 });
+    await settle(r);
+    expect(r.writer.trusted()).toBe(true); // readiness does not wait for the Service
+    expect(policies(f)).toEqual(['Ignore', 'Ignore']);
+    admission.answering = true;
+    await until('armed', () => {
+      r.writer.sync();
+      return policies(f).every((p) => p === 'Fail');
+    });
+    expect(probeHooks(f)).toEqual([]);
+  });
+
+  it('without the annotation the failurePolicy is never touched', async () => {
+    const f = await cluster();
+    const mwc = f.get('mutatingwebhookconfigurations', NAME)!;
+    f.put('mutatingwebhookconfigurations', { ...mwc, webhooks: (mwc.webhooks as object[]).map((w) => ({ ...w, failurePolicy: 'Ignore' })) });
+    const ca = await generateCa(REQ);
+    const r = await replica('plain', ca, [ca]);
+    await settle(r);
+    await settle(r);
+    expect(policies(f)).toEqual(['Ignore', 'Ignore']);
+    const bodies = f.requests.filter((q) => q.method === 'PATCH').map((q) => JSON.stringify(q.body));
+    expect(bodies.some((b) => b.includes('failurePolicy"}') || b.includes('/failurePolicy'))).toBe(false);
   });
 });
 
