@@ -13,9 +13,9 @@
  * server uses the caBundle. Asserted: every pod that asks and was admitted
  * without its sidecars is reported `missed` by `audit`; the probe worked on
  * the real server (nothing `unconfirmed`); with the chart as it is
- * (failurePolicy Fail), refusals only before the first injection and no pod
+ * at Fail from the start (before this change), refusals only before the first injection and no pod
  * that asks admitted without sidecars once the API server had the
- * configuration; with the proposed chart (webhooks rendered `Ignore`, the
+ * configuration; with the chart as it renders a fresh install (webhooks `Ignore`, the
  * wanted policy in the `sidecar-injector.io/failure-policy` annotation,
  * written by the replicas once the API server has called the webhook: see
  * docs/install.md), no refusal at all, and Fail written.
@@ -204,9 +204,13 @@ function report(what: string, w: Window): { firstInjected: number; refused: Crea
 const injectedSome = (n: number) => async ({ log }: { log: Creation[] }) => log.filter((c) => c.outcome === 'injected').length > n;
 
 describe('the install window (fresh install, pods created from the moment the objects are applied)', () => {
-  it('the chart as it is (failurePolicy Fail): refusals only until the first injection, then none; no pod that asks admitted without sidecars unless audit reports it', async () => {
-    const w = await installWindow(() => undefined, injectedSome(20));
-    const { firstInjected, refused, uninjectedAsking } = report('the chart as it is (failurePolicy Fail)', w);
+  it('webhooks at Fail from the start (the chart before this change; cert-manager mode): refusals only until the first injection, then none; no pod that asks admitted without sidecars unless audit reports it', async () => {
+    const w = await installWindow((docs) => {
+      const mwc = docs.find((d) => d.kind === 'MutatingWebhookConfiguration')!;
+      delete mwc.metadata.annotations?.[FAILURE_POLICY_ANNOTATION];
+      for (const hook of mwc.webhooks ?? []) hook.failurePolicy = 'Fail';
+    }, injectedSome(20));
+    const { firstInjected, refused, uninjectedAsking } = report('webhooks at Fail from the start', w);
     expect(firstInjected - w.applied).toBeLessThan(WINDOW_BOUND_MS);
     // One window at the start: nothing refused that was sent after the first injection came back.
     expect(refused.filter((c) => c.started > firstInjected).map((c) => c.message)).toEqual([]);
@@ -219,13 +223,14 @@ describe('the install window (fresh install, pods created from the moment the ob
     expect(w.probeMs.length).toBeGreaterThan(0);
   }, 240_000);
 
-  it('the proposed chart (Ignore until a replica writes Fail once the webhook answers): no pod refused; those admitted without sidecars are all reported missed; Fail written', async () => {
+  it('the chart as it is (Ignore until a replica writes Fail once the webhook answers): no pod refused; those admitted without sidecars are all reported missed; Fail written', async () => {
     let armedSeen: number | undefined;
     const w = await installWindow(
       (docs) => {
         const mwc = docs.find((d) => d.kind === 'MutatingWebhookConfiguration')!;
-        mwc.metadata.annotations = { ...mwc.metadata.annotations, [FAILURE_POLICY_ANNOTATION]: 'Fail' };
-        for (const hook of mwc.webhooks ?? []) hook.failurePolicy = 'Ignore';
+        // What a fresh install renders (charts/.../mutatingwebhookconfiguration.yaml): nothing to edit.
+        expect(mwc.metadata.annotations?.[FAILURE_POLICY_ANNOTATION]).toBe('Fail');
+        expect((mwc.webhooks ?? []).map((h) => h.failurePolicy)).toEqual(['Ignore', 'Ignore']);
       },
       async ({ log, mwc }) => {
         if (armedSeen === undefined && (await mwc()).webhooks!.every((h) => h.failurePolicy === 'Fail')) armedSeen = Date.now();
@@ -234,7 +239,7 @@ describe('the install window (fresh install, pods created from the moment the ob
       },
     );
     w.armedSeen = armedSeen;
-    const { refused, uninjectedAsking } = report('the proposed chart (Ignore, then Fail written by the replicas)', w);
+    const { refused, uninjectedAsking } = report('the chart as it is (Ignore, then Fail written by the replicas)', w);
     expect(refused.map((c) => c.message)).toEqual([]);
     expect(uninjectedAsking.filter((c) => !w.missed.has(c.name)).map((c) => c.name)).toEqual([]);
     expect(armedSeen! - w.applied).toBeLessThan(WINDOW_BOUND_MS);
