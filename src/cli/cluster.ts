@@ -18,6 +18,7 @@ import { ReplicaLease, replicaIdentity } from '../kube/replica-lease.js';
 import { EventRecorder } from '../kube/events.js';
 import { detectServerFeatures } from '../kube/features.js';
 import { MatchConditionsWriter } from '../kube/match-conditions.js';
+import { ProfilePolicyWriter } from '../kube/profile-policy-writer.js';
 import { NamespaceCache } from '../kube/namespaces.js';
 import { ProfileStatusWriter } from '../kube/profile-status.js';
 import { SidecarProfileIndex } from '../kube/sidecar-profiles.js';
@@ -96,6 +97,11 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
   // A relabelled namespace may enter or leave tenantProfiles.namespaceSelector.
   namespaces.onChange((ns) => profileStatus.namespaceChanged(ns));
   profileStatus.start();
+  // The write-time check of SidecarProfiles, compiled from the limits in force (named after the release, as the chart's RBAC allows).
+  const profilePolicy = opts.webhookConfig
+    ? new ProfilePolicyWriter({ client, name: opts.webhookConfig, kubeVersion: opts.kubeVersion, logger: log, onResult: metrics.profilePolicyWrite })
+    : undefined;
+  profilePolicy?.start(opts.config());
   const conditions = opts.webhookConfig ? matchConditionsWriter(client, opts.webhookConfig, opts, log) : undefined;
   const features = probeFeatures(client, opts.kubeVersion, log, (server) => {
     if (!conditions) return;
@@ -136,12 +142,14 @@ export function startCluster(client: KubeClient, opts: ClusterOptions): ClusterF
     configChanged: () => {
       if (features.server().matchConditions) conditions?.sync();
       profileStatus.configChanged();
+      profilePolicy?.update(opts.config());
     },
     stop: () => {
       features.stop();
       conditions?.stop();
       audit?.stop();
       profileStatus.stop();
+      profilePolicy?.stop();
       sidecarProfiles.stop();
       namespaces.stop();
       caBundle?.stop();

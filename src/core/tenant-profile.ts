@@ -200,7 +200,9 @@ function judgeResources(resources: Obj, at: string, limits: ProfileLimits, refus
 }
 
 function withinCeiling(value: unknown, ceiling: string, at: string, refuse: Refuse): void {
-  const order = typeof value === 'string' || typeof value === 'number' ? compareQuantities(String(value), ceiling) : undefined;
+  // At most 64 characters: the write-time policy does not hand longer ones to Kubernetes' parser (profile-policy.ts MAX_QUANTITY_LENGTH).
+  const text = typeof value === 'string' || typeof value === 'number' ? String(value) : undefined;
+  const order = text !== undefined && Array.from(text).length <= 64 ? compareQuantities(text, ceiling) : undefined;
   if (order === undefined) refuse(at, 'maxResources', value, `must be a quantity of at most ${ceiling}, not ${shown(value)}`);
   else if (order > 0) refuse(at, 'maxResources', value, `${String(value)} is above the ceiling ${ceiling}`);
 }

@@ -29,7 +29,8 @@ import { SyncLoop } from './sync-loop.js';
 export type PolicyWriteResult = 'promoted' | 'unchanged' | 'rejected' | 'failure';
 
 export const CANARY_LABEL = 'sidecar-injector.io/canary';
-const FINGERPRINT = 'sidecar-injector.io/compiled';
+/** The annotation with the fingerprint of what was compiled, on every policy object we write. */
+export const FINGERPRINT = 'sidecar-injector.io/compiled';
 const FIELD_MANAGER = 'sidecar-injector';
 
 const PLURALS: Record<string, string> = {
@@ -39,11 +40,44 @@ const PLURALS: Record<string, string> = {
   ValidatingAdmissionPolicyBinding: 'validatingadmissionpolicybindings',
 };
 const plural = (kind: string) => PLURALS[kind] ?? `${kind.toLowerCase()}s`;
-const pathOf = (o: { apiVersion: string; kind: string; metadata: { name: string } }) => `/apis/${o.apiVersion}/${plural(o.kind)}/${encodeURIComponent(o.metadata.name)}`;
+/** The REST path of a (cluster-scoped) policy object. */
+export const pathOf = (o: { apiVersion: string; kind: string; metadata: { name: string } }) => `/apis/${o.apiVersion}/${plural(o.kind)}/${encodeURIComponent(o.metadata.name)}`;
+
+/** The fingerprint of what was compiled: the same objects, the same 16 hex digits. Pure. */
+export function fingerprintOf(objects: readonly PolicyObject[]): string {
+  return createHash('sha256').update(JSON.stringify(objects)).digest('hex').slice(0, 16);
+}
+
+/** Server-side apply of a whole object with our field manager (force: the objects are ours). */
+export function applyObject(client: KubeClient, o: PolicyObject): Promise<unknown> {
+  return client.request('PATCH', `${pathOf(o)}?fieldManager=${FIELD_MANAGER}&force=true`, { body: o, contentType: 'application/apply-patch+yaml', timeoutMs: 10_000 });
+}
+
+/** Deletes the object; true when it was there. */
+export async function removeObject(client: KubeClient, o: PolicyObject): Promise<boolean> {
+  try {
+    await client.request('DELETE', pathOf(o), { timeoutMs: 10_000 });
+    return true;
+  } catch (err) {
+    if (err instanceof KubeError && err.status === 404) return false;
+    throw err;
+  }
+}
+
+/** The fingerprint on the live object; undefined when it is missing or carries none. */
+export async function liveFingerprint(client: KubeClient, o: PolicyObject): Promise<string | undefined> {
+  try {
+    const { body } = await client.request('GET', pathOf(o), { timeoutMs: 10_000 });
+    return (body as { metadata?: { annotations?: Record<string, string> } }).metadata?.annotations?.[FINGERPRINT];
+  } catch (err) {
+    if (err instanceof KubeError && err.status === 404) return undefined;
+    throw err;
+  }
+}
 
 /** The objects as serve writes them: fingerprinted, the real bindings leaving canary pods out. Pure. */
 export function managedObjects(objects: PolicyObject[]): { fingerprint: string; objects: PolicyObject[] } {
-  const fingerprint = createHash('sha256').update(JSON.stringify(objects)).digest('hex').slice(0, 16);
+  const fingerprint = fingerprintOf(objects);
   const out = objects.map((o) => {
     const copy = structuredClone(o) as PolicyObject & { metadata: { annotations?: Record<string, string> } };
     copy.metadata.annotations = { [FINGERPRINT]: fingerprint };
@@ -159,24 +193,16 @@ export class PolicyWriter {
   }
 
   private apply(o: PolicyObject): Promise<unknown> {
-    return this.opts.client.request('PATCH', `${pathOf(o)}?fieldManager=${FIELD_MANAGER}&force=true`, { body: o, contentType: 'application/apply-patch+yaml', timeoutMs: 10_000 });
+    return applyObject(this.opts.client, o);
   }
 
   private async remove(o: PolicyObject): Promise<void> {
-    await this.opts.client.request('DELETE', pathOf(o), { timeoutMs: 10_000 }).catch((err: unknown) => {
-      if (!(err instanceof KubeError && err.status === 404)) throw err;
-    });
+    await removeObject(this.opts.client, o);
   }
 
   /** The fingerprint on the live policy, if any. */
-  private async live(o: PolicyObject): Promise<string | undefined> {
-    try {
-      const { body } = await this.opts.client.request('GET', pathOf(o), { timeoutMs: 10_000 });
-      return (body as { metadata?: { annotations?: Record<string, string> } }).metadata?.annotations?.[FINGERPRINT];
-    } catch (err) {
-      if (err instanceof KubeError && err.status === 404) return undefined;
-      throw err;
-    }
+  private live(o: PolicyObject): Promise<string | undefined> {
+    return liveFingerprint(this.opts.client, o);
   }
 
   private async writeOnce(): Promise<PolicyWriteResult> {

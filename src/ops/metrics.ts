@@ -3,6 +3,7 @@ import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom
 import type { PodDecision } from '../core/admit.js';
 import { PROBLEM_STATES, type AuditCounts } from '../core/audit.js';
 import type { TenantReason } from '../core/tenant-profile.js';
+import type { ProfilePolicyWriteResult } from '../kube/profile-policy-writer.js';
 
 export type AdmissionDecision = PodDecision | 'error';
 export type ReloadResult = 'success' | 'failure';
@@ -23,6 +24,7 @@ export interface Metrics {
   caBundle(result: 'patched' | 'unchanged' | 'failure' | 'unconfirmed'): void;
   caTrust(trusted: boolean, cas: number): void;
   policyWrite(result: 'promoted' | 'unchanged' | 'rejected' | 'failure'): void;
+  profilePolicyWrite(result: ProfilePolicyWriteResult): void;
   matchConditions(result: 'patched' | 'unchanged' | 'rejected' | 'unsupported' | 'failure'): void;
   event(result: 'created' | 'updated' | 'dropped' | 'failed'): void;
   auditResult(counts: AuditCounts): void;
@@ -137,6 +139,12 @@ export function createMetrics(): Metrics {
     labelNames: ['result'],
     registers: [registry],
   });
+  const profilePolicyWrites = new Counter({
+    name: 'sidecar_injector_profile_policy_writes_total',
+    help: 'Checks of the SidecarProfile ValidatingAdmissionPolicy compiled from tenantProfiles, by result: applied, unchanged, removed (tenant profiles off), unsupported (API server before 1.30), rejected, failure (retried).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
   const policyWrites = new Counter({
     name: 'sidecar_injector_policy_writes_total',
     help: 'serve --policy: policy checks by result: promoted (proven on canary pods, then applied), unchanged, rejected (cannot be compiled, or failed on canary pods: the policies in force stay), failure (retried).',
@@ -181,6 +189,7 @@ export function createMetrics(): Metrics {
   for (const r of ['patched', 'unchanged', 'rejected', 'unsupported', 'failure']) matchConditions.inc({ result: r }, 0);
   for (const r of ['created', 'updated', 'dropped', 'failed']) events.inc({ result: r }, 0);
   for (const r of ['promoted', 'unchanged', 'rejected', 'failure']) policyWrites.inc({ result: r }, 0);
+  for (const r of ['applied', 'unchanged', 'removed', 'unsupported', 'rejected', 'failure']) profilePolicyWrites.inc({ result: r }, 0);
 
   return {
     registry,
@@ -195,6 +204,7 @@ export function createMetrics(): Metrics {
     },
     caBundle: (result) => caBundles.inc({ result }),
     policyWrite: (result) => policyWrites.inc({ result }),
+    profilePolicyWrite: (result) => profilePolicyWrites.inc({ result }),
     caTrust: (trusted, cas) => {
       if (!registry.getSingleMetric('sidecar_injector_ca_trusted')) {
         registry.registerMetric(caTrusted);

@@ -50,6 +50,55 @@ export async function evaluate(input: { objects: unknown[]; namespaces: unknown[
   return ((await runHarness([], input)) as { results: EvalResult[] }).results;
 }
 
+export interface ObjectCase {
+  operation: 'CREATE' | 'UPDATE';
+  namespace: string;
+  object: unknown;
+  /** UPDATE: the object stored before. */
+  oldObject?: unknown;
+}
+
+export interface PolicyCost {
+  /** Validations and their messages, charged against one budget of the plugin's (celconfig.RuntimeCELCostBudget, 10,000,000). */
+  total: number;
+  /** The largest cost of one variable with what it reads (each evaluation is limited to celconfig.PerCallLimit, 1,000,000). */
+  maxVariable: number;
+  variable: string;
+  /** Each variable's cost, with what it reads. */
+  variables: Record<string, number>;
+  /** An evaluation that failed (a limit exceeded), and the costs up to it. */
+  error?: string;
+}
+
+export interface ObjectResult {
+  allowed: boolean;
+  /** The refusal as the API server answers it: Status message, code and reason. */
+  message?: string;
+  code?: number;
+  reason?: string;
+  warnings: string[];
+  /** Per ValidatingAdmissionPolicy whose matchConditions hold. */
+  cost?: Record<string, PolicyCost>;
+}
+
+/** The kind and resource the objects are of (a custom resource's group, version, plural and kind). */
+export interface ResourceRef {
+  group: string;
+  version: string;
+  resource: string;
+  kind: string;
+}
+
+/**
+ * ValidatingAdmissionPolicies on objects of any kind, through k8s.io/apiserver's validating policy plugin: each
+ * object created or updated as the API server holds it (unstructured). With `compileAs` ("1.29": what a 1.30
+ * server compiles a new policy's expressions with), every expression is also compiled as kube-apiserver does
+ * when it is sent the policy, and the errors are listed.
+ */
+export async function evaluateObjects(input: { objects: unknown[]; namespaces: unknown[]; resource: ResourceRef; cases: ObjectCase[]; compileAs?: string }): Promise<{ results: ObjectResult[]; compileErrors?: string[] }> {
+  return (await runHarness(['-objects'], input)) as { results: ObjectResult[]; compileErrors?: string[] };
+}
+
 /** The pods as the API server encodes them in an AdmissionReview: through its Go types (empty lists, unknown fields gone). */
 export async function asEncoded(pods: V1Pod[]): Promise<V1Pod[]> {
   return ((await runHarness(['-normalize'], { pods })) as { pods: V1Pod[] }).pods;

@@ -16,6 +16,10 @@
 // With -normalize: {"pods": [Pod]} in, the same pods out as the API server encodes them in
 // an AdmissionReview (through the Go types: empty lists and unknown fields gone), which is
 // what a webhook computes its patch against.
+//
+// With -objects: ValidatingAdmissionPolicies on objects of any kind, custom resources
+// included, as the API server holds them (unstructured), created or updated, through the
+// same validating plugin (runObjects, below).
 package main
 
 import (
@@ -28,19 +32,28 @@ import (
 	"strings"
 	"time"
 
+	celtypes "github.com/google/cel-go/common/types"
 	jsonpatch "gopkg.in/evanphx/json-patch.v4"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/version"
 	"k8s.io/apiserver/pkg/admission"
+	plugincel "k8s.io/apiserver/pkg/admission/plugin/cel"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/mutating"
 	"k8s.io/apiserver/pkg/admission/plugin/policy/validating"
+	"k8s.io/apiserver/pkg/admission/plugin/webhook/matchconditions"
+	celconfig "k8s.io/apiserver/pkg/apis/cel"
 	"k8s.io/apiserver/pkg/authentication/user"
 	"k8s.io/apiserver/pkg/authorization/authorizer"
 	"k8s.io/apiserver/pkg/authorization/authorizerfactory"
+	"k8s.io/apiserver/pkg/cel/environment"
 	utilfeature "k8s.io/apiserver/pkg/util/feature"
 	"k8s.io/apiserver/pkg/warning"
 	"k8s.io/client-go/discovery"
@@ -432,6 +445,11 @@ func main() {
 	var out map[string]any
 	if len(os.Args) > 1 && os.Args[1] == "-normalize" {
 		out, err = normalize(raw)
+	} else if len(os.Args) > 1 && os.Args[1] == "-objects" {
+		var in objectsInput
+		if err = strict(raw, &in, "input"); err == nil {
+			out, err = runObjects(in)
+		}
 	} else {
 		var in input
 		if err = strict(raw, &in, "input"); err == nil {
@@ -447,4 +465,333 @@ func main() {
 		fmt.Fprintln(os.Stderr, "policy-eval:", err)
 		os.Exit(1)
 	}
+}
+
+// -objects: {"objects": [policies and bindings], "namespaces": [Namespace],
+// "resource": {"group", "version", "resource", "kind"},
+// "cases": [{"operation": "CREATE"|"UPDATE", "namespace", "object", "oldObject"}],
+// "compileAs": "1.29"} in; {"results": [{"allowed", "message", "code", "reason", "warnings",
+// "cost"}], "compileErrors": [...]} out.
+type objectsInput struct {
+	Objects    []json.RawMessage `json:"objects"`
+	Namespaces []json.RawMessage `json:"namespaces"`
+	Resource   struct {
+		Group    string `json:"group"`
+		Version  string `json:"version"`
+		Resource string `json:"resource"`
+		Kind     string `json:"kind"`
+	} `json:"resource"`
+	Cases []objectCase `json:"cases"`
+	// CompileAs: every expression of the ValidatingAdmissionPolicies compiled again as a new
+	// expression in the CEL environment of this compatibility version, as kube-apiserver
+	// validates a policy it is sent (1.30 compiles new expressions as 1.29).
+	CompileAs string `json:"compileAs,omitempty"`
+}
+
+type objectCase struct {
+	Operation string          `json:"operation"`
+	Namespace string          `json:"namespace"`
+	Object    json.RawMessage `json:"object"`
+	OldObject json.RawMessage `json:"oldObject,omitempty"`
+}
+
+type objectResult struct {
+	Allowed bool `json:"allowed"`
+	// The refusal as the API server answers it: the Status message, code and reason.
+	Message  string   `json:"message,omitempty"`
+	Code     int32    `json:"code,omitempty"`
+	Reason   string   `json:"reason,omitempty"`
+	Warnings []string `json:"warnings"`
+	// Per ValidatingAdmissionPolicy: the runtime CEL cost of its validations and their messages, as the
+	// plugin charges it against celconfig.RuntimeCELCostBudget (one budget for both), and the largest
+	// cost of one variable (each limited to celconfig.PerCallLimit), for the policies whose
+	// matchConditions hold.
+	Cost map[string]policyCost `json:"cost,omitempty"`
+}
+
+type policyCost struct {
+	Total       int64  `json:"total"`
+	MaxVariable int64  `json:"maxVariable"`
+	Variable    string `json:"variable"`
+	// Each variable's cost, with what it reads.
+	Variables map[string]int64 `json:"variables"`
+	// Where an evaluation failed (a limit exceeded): its error, and the costs up to it.
+	Error string `json:"error,omitempty"`
+}
+
+func runObjects(in objectsInput) (map[string]any, error) {
+	gvk := schema.GroupVersionKind{Group: in.Resource.Group, Version: in.Resource.Version, Kind: in.Resource.Kind}
+	gvr := schema.GroupVersionResource{Group: in.Resource.Group, Version: in.Resource.Version, Resource: in.Resource.Resource}
+	var objects []runtime.Object
+	namespaces := map[string]*corev1.Namespace{}
+	for i, raw := range in.Namespaces {
+		ns := &corev1.Namespace{}
+		if err := strict(raw, ns, fmt.Sprintf("namespaces[%d]", i)); err != nil {
+			return nil, err
+		}
+		namespaces[ns.Name] = ns
+		objects = append(objects, ns)
+	}
+	var policies []*admissionregistrationv1.ValidatingAdmissionPolicy
+	for i, raw := range in.Objects {
+		obj, err := decodeObject(raw, i)
+		if err != nil {
+			return nil, err
+		}
+		if p, ok := obj.(*admissionregistrationv1.ValidatingAdmissionPolicy); ok {
+			policies = append(policies, p)
+		}
+		objects = append(objects, obj)
+	}
+	var compileErrors []string
+	if in.CompileAs != "" {
+		v, err := version.ParseMajorMinor(in.CompileAs)
+		if err != nil {
+			return nil, fmt.Errorf("compileAs: %w", err)
+		}
+		for _, p := range policies {
+			compileErrors = append(compileErrors, compileAsNew(p, v)...)
+		}
+	}
+
+	client := clientset{fake.NewSimpleClientset(objects...)}
+	factory := informers.NewSharedInformerFactory(client, 0)
+	stop := make(chan struct{})
+	defer close(stop)
+	mapper := meta.NewDefaultRESTMapper([]schema.GroupVersion{gvk.GroupVersion()})
+	mapper.Add(gvk, meta.RESTScopeNamespace)
+	validator, err := validating.NewPlugin(nil)
+	if err != nil {
+		return nil, err
+	}
+	authz := authorizerfactory.NewAlwaysAllowAuthorizer()
+	var p policyPlugin = validator
+	p.SetExternalKubeClientSet(client)
+	p.SetExternalKubeInformerFactory(factory)
+	p.SetRESTMapper(mapper)
+	p.SetDynamicClient(fakedynamic.NewSimpleDynamicClient(runtime.NewScheme()))
+	p.SetDrainedNotification(stop)
+	p.SetAuthorizer(authz)
+	if err := p.ValidateInitialization(); err != nil {
+		return nil, fmt.Errorf("ValidatingAdmissionPolicy plugin: %w", err)
+	}
+	factory.Start(stop)
+	if !validator.WaitForReady() {
+		return nil, errors.New("the policy plugin did not become ready (informers not synced)")
+	}
+	interfaces := admission.NewObjectInterfacesFromScheme(clientgoscheme.Scheme)
+	meters := make([]*costMeter, len(policies))
+	for i, pol := range policies {
+		if meters[i], err = newCostMeter(pol); err != nil {
+			return nil, fmt.Errorf("cost of %s: %w", pol.Name, err)
+		}
+	}
+
+	results := make([]objectResult, len(in.Cases))
+	for i, c := range in.Cases {
+		where := fmt.Sprintf("cases[%d]", i)
+		decode := func(raw json.RawMessage, what string) (*unstructured.Unstructured, error) {
+			if len(raw) == 0 {
+				return nil, nil
+			}
+			// As the API server decodes a custom resource (unstructured: integers int64, other numbers float64).
+			content := map[string]any{}
+			if err := utiljson.Unmarshal(raw, &content); err != nil {
+				return nil, fmt.Errorf("%s.%s: %w", where, what, err)
+			}
+			u := &unstructured.Unstructured{Object: content}
+			// The API server decodes a custom resource as its kind, in the request's namespace.
+			u.SetGroupVersionKind(gvk)
+			u.SetNamespace(c.Namespace)
+			return u, nil
+		}
+		obj, err := decode(c.Object, "object")
+		if err != nil {
+			return nil, err
+		}
+		old, err := decode(c.OldObject, "oldObject")
+		if err != nil {
+			return nil, err
+		}
+		var op admission.Operation
+		var options runtime.Object
+		switch c.Operation {
+		case "CREATE":
+			op, options = admission.Create, &metav1.CreateOptions{}
+		case "UPDATE":
+			if old == nil {
+				return nil, fmt.Errorf("%s: UPDATE needs oldObject", where)
+			}
+			op, options = admission.Update, &metav1.UpdateOptions{}
+		default:
+			return nil, fmt.Errorf("%s: operation %q: CREATE or UPDATE", where, c.Operation)
+		}
+		if obj == nil {
+			return nil, fmt.Errorf("%s: object is required", where)
+		}
+		var oldObj runtime.Object
+		if old != nil {
+			oldObj = old
+		}
+		attrs := admission.NewAttributesRecord(obj, oldObj, gvk, c.Namespace, obj.GetName(), gvr, "", op, options, false, requester)
+		rec := &recorder{}
+		ctx := warning.WithWarningRecorder(context.Background(), rec)
+		res := objectResult{Allowed: true, Warnings: []string{}}
+		if err := validator.Validate(ctx, attrs, interfaces); err != nil {
+			res.Allowed = false
+			res.Message = err.Error()
+			var status apierrors.APIStatus
+			if errors.As(err, &status) {
+				res.Code, res.Reason, res.Message = status.Status().Code, string(status.Status().Reason), status.Status().Message
+			}
+		}
+		res.Warnings = append(res.Warnings, rec.warnings...)
+		res.Cost = map[string]policyCost{}
+		for j, pol := range policies {
+			cost, applies, err := meters[j].cost(ctx, attrs, gvk, gvr, namespaces[c.Namespace], interfaces, authz)
+			if err != nil {
+				cost.Error, applies = err.Error(), true
+			}
+			if applies {
+				res.Cost[pol.Name] = cost
+			}
+		}
+		results[i] = res
+	}
+	out := map[string]any{"results": results}
+	if in.CompileAs != "" {
+		out["compileErrors"] = append([]string{}, compileErrors...)
+	}
+	return out, nil
+}
+
+// costMeter runs a policy's expressions as the validating plugin does (validating/plugin.go
+// compilePolicy and validator.go Validate: the variables composed, the validations, then their
+// messageExpressions on what is left of one budget) and reports what they cost.
+type costMeter struct {
+	conditions, validations, messages plugincel.ConditionEvaluator
+	// One evaluator per variable, reading it alone (with what it reads) in a fresh composition.
+	variables []plugincel.ConditionEvaluator
+	names     []string
+}
+
+var withAuthz = plugincel.OptionalVariableDeclarations{HasAuthorizer: true}
+
+func newCostMeter(p *admissionregistrationv1.ValidatingAdmissionPolicy) (*costMeter, error) {
+	compiler, err := plugincel.NewCompositedCompiler(environment.MustBaseEnvSet(environment.DefaultCompatibilityVersion()))
+	if err != nil {
+		return nil, err
+	}
+	vars := make([]plugincel.NamedExpressionAccessor, len(p.Spec.Variables))
+	for i, v := range p.Spec.Variables {
+		vars[i] = &validating.Variable{Name: v.Name, Expression: v.Expression}
+	}
+	compiler.CompileAndStoreVariables(vars, withAuthz, environment.StoredExpressions)
+	m := &costMeter{}
+	conditions := make([]plugincel.ExpressionAccessor, len(p.Spec.MatchConditions))
+	for i := range p.Spec.MatchConditions {
+		conditions[i] = (*matchconditions.MatchCondition)(&p.Spec.MatchConditions[i])
+	}
+	m.conditions = compiler.CompileCondition(conditions, withAuthz, environment.StoredExpressions)
+	validations := make([]plugincel.ExpressionAccessor, len(p.Spec.Validations))
+	messages := []plugincel.ExpressionAccessor{}
+	for i, v := range p.Spec.Validations {
+		validations[i] = &validating.ValidationCondition{Expression: v.Expression, Message: v.Message, Reason: v.Reason}
+		if v.MessageExpression != "" {
+			messages = append(messages, &validating.MessageExpressionCondition{MessageExpression: v.MessageExpression})
+		}
+	}
+	m.validations = compiler.CompileCondition(validations, withAuthz, environment.StoredExpressions)
+	m.messages = compiler.CompileCondition(messages, plugincel.OptionalVariableDeclarations{}, environment.StoredExpressions)
+	for _, v := range p.Spec.Variables {
+		probe := []plugincel.ExpressionAccessor{&validating.ValidationCondition{Expression: fmt.Sprintf("variables.%s == variables.%s", v.Name, v.Name)}}
+		m.variables = append(m.variables, compiler.CompileCondition(probe, withAuthz, environment.StoredExpressions))
+		m.names = append(m.names, v.Name)
+	}
+	return m, nil
+}
+
+// cost of one admission; not applied when a matchCondition is false.
+func (m *costMeter) cost(ctx context.Context, attrs admission.Attributes, gvk schema.GroupVersionKind, gvr schema.GroupVersionResource, ns *corev1.Namespace, o admission.ObjectInterfaces, authz authorizer.Authorizer) (policyCost, bool, error) {
+	versioned, err := admission.NewVersionedAttributes(attrs, gvk, o)
+	if err != nil {
+		return policyCost{}, false, err
+	}
+	request := plugincel.CreateAdmissionRequest(attrs, metav1.GroupVersionResource(gvr), metav1.GroupVersionKind(gvk))
+	bindings := plugincel.OptionalVariableBindings{Authorizer: authz}
+	namespace := plugincel.CreateNamespaceObject(ns)
+	budget := int64(celconfig.RuntimeCELCostBudget)
+	results, _, err := m.conditions.ForInput(ctx, versioned, request, bindings, namespace, budget)
+	if err != nil {
+		return policyCost{}, false, err
+	}
+	for _, r := range results {
+		if r.Error != nil {
+			return policyCost{}, false, r.Error
+		}
+		if r.EvalResult != celtypes.True {
+			return policyCost{}, false, nil
+		}
+	}
+	cost := policyCost{Variables: map[string]int64{}}
+	for i, probe := range m.variables {
+		results, rest, err := probe.ForInput(ctx, versioned, request, bindings, namespace, budget)
+		if err != nil {
+			return cost, true, err
+		}
+		if results[0].Error != nil {
+			return cost, true, fmt.Errorf("variable %s: %w", m.names[i], results[0].Error)
+		}
+		cost.Variables[m.names[i]] = budget - rest
+		if budget-rest > cost.MaxVariable {
+			cost.MaxVariable, cost.Variable = budget-rest, m.names[i]
+		}
+	}
+	results, left, err := m.validations.ForInput(ctx, versioned, request, bindings, namespace, budget)
+	if err != nil {
+		return cost, true, err
+	}
+	for _, r := range results {
+		if r.Error != nil {
+			return cost, true, r.Error
+		}
+	}
+	_, left, err = m.messages.ForInput(ctx, versioned, request, plugincel.OptionalVariableBindings{}, namespace, left)
+	if err != nil {
+		return cost, true, err
+	}
+	cost.Total = budget - left
+	return cost, true, nil
+}
+
+// compileAsNew compiles a policy's expressions as kube-apiserver does when it is sent one
+// (k8s.io/kubernetes pkg/apis/admissionregistration/validation/validation.go: variables composed
+// in order, validations and matchConditions with the authorizer, messageExpressions without,
+// all as new expressions of the compatibility version), and returns every compile error.
+func compileAsNew(p *admissionregistrationv1.ValidatingAdmissionPolicy, v *version.Version) []string {
+	var out []string
+	envSet := environment.MustBaseEnvSet(v)
+	report := func(what string, r plugincel.CompilationResult) {
+		if r.Error != nil {
+			out = append(out, fmt.Sprintf("%s %s: %s: %v", p.Name, what, v, r.Error))
+		}
+	}
+	compiler, err := plugincel.NewCompositedCompiler(envSet)
+	if err != nil {
+		return []string{err.Error()}
+	}
+	for i, variable := range p.Spec.Variables {
+		report(fmt.Sprintf("spec.variables[%d] (%s)", i, variable.Name), compiler.CompileAndStoreVariable(&validating.Variable{Name: variable.Name, Expression: variable.Expression}, withAuthz, environment.NewExpressions))
+	}
+	for i, val := range p.Spec.Validations {
+		report(fmt.Sprintf("spec.validations[%d].expression", i), compiler.CompileCELExpression(&validating.ValidationCondition{Expression: val.Expression}, withAuthz, environment.NewExpressions))
+		if val.MessageExpression != "" {
+			report(fmt.Sprintf("spec.validations[%d].messageExpression", i), compiler.CompileCELExpression(&validating.MessageExpressionCondition{MessageExpression: val.MessageExpression}, plugincel.OptionalVariableDeclarations{}, environment.NewExpressions))
+		}
+	}
+	stateless := plugincel.NewCompiler(envSet)
+	for i, m := range p.Spec.MatchConditions {
+		report(fmt.Sprintf("spec.matchConditions[%d]", i), stateless.CompileCELExpression((*matchconditions.MatchCondition)(&m), withAuthz, environment.NewExpressions))
+	}
+	return out
 }
