@@ -53,6 +53,16 @@ const asking = (ns: string, name: string, wish: string) => pod(ns, name, { annot
 const names = (p: Pod) => [...(p.spec.initContainers ?? []), ...p.spec.containers].map((c) => c.name);
 const statusOf = (p: Pod) => JSON.parse(p.metadata.annotations?.['sidecar-injector.io/status'] ?? 'null') as { profiles: string[]; generations?: Record<string, number> } | null;
 
+/** Whether the API server would store the profile (server-side dry run: admission runs, nothing is stored). */
+function dryRunAccepted(p: Profile): boolean {
+  try {
+    kas.kubectl(['apply', '--dry-run=server', '-f', '-'], JSON.stringify(p));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Changes the chart's ConfigMap and plays kubelet for every replica's config volume. */
 async function setLimits(limits: Record<string, unknown>): Promise<void> {
   const files = await install.configFiles();
@@ -104,6 +114,27 @@ describe('a team writes a SidecarProfile and its pods ask for it by name', () =>
   });
 });
 
+describe('refused at write', () => {
+  it('kubectl apply of a profile that breaks the rules fails at once, naming the field and the rule (the policy serve keeps from the limits)', async () => {
+    await eventually(async () => (await kas.call('GET', `/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings/${RELEASE}-sidecarprofiles`)).status === 200, 'the SidecarProfile policy written by serve', 30_000);
+    const refused = readFileSync(new URL('../../examples/tenant-profiles/refused.yaml', import.meta.url), 'utf8');
+    let message = '';
+    // The binding is stored a moment before the API server's informer has it: the first applies may pass.
+    await eventually(async () => {
+      try {
+        kas.kubectl(['apply', '--dry-run=server', '-f', '-'], refused);
+        return false;
+      } catch (err) {
+        message = String((err as { stderr?: string }).stderr ?? err);
+        return true;
+      }
+    }, 'the refusal at write', 30_000);
+    expect(message).toContain('spec.containers[0].image: image "docker.io/library/busybox:1.36" is not from an allowed registry (registry.example.com/) (rule allowedRegistries)');
+    expect(message).toMatch(/other rules broken: .*privileged/);
+    expect((await kas.call('GET', `${PROFILES('shop')}/debug-tools`)).status).toBe(404);
+  }, 60_000);
+});
+
 describe('what is not accepted is never injected, and says why', () => {
   it('a namespace the namespaceSelector leaves out: NotServed, and the pod is warned', async () => {
     kas.kubectl(['apply', '-f', '-'], JSON.stringify(profile('unserved', 'db-proxy')));
@@ -138,9 +169,12 @@ describe('what is not accepted is never injected, and says why', () => {
     const body = JSON.parse(r.stdout) as { workloads: { name: string; state: string; reason: string }[] };
     expect(body.workloads.find((w) => w.name === 'orders-1')).toMatchObject({ state: 'stale' });
 
+    // The write-time check follows the limits too: a new profile at 200m is refused now, accepted once they are restored.
+    await eventually(() => !dryRunAccepted(profile('shop', 'new-at-200m')), 'the tightened limits refusing at write', 30_000);
     await setLimits(LIMITS);
     await condition('shop', 'db-proxy', 'True', 'Accepted');
-  }, 60_000);
+    await eventually(() => dryRunAccepted(profile('shop', 'new-at-200m')), 'the restored limits accepting at write', 30_000);
+  }, 90_000);
 });
 
 describe('audit follows the profiles', () => {
