@@ -27,6 +27,10 @@ cannot do yet is refused: one line per feature, with its config path; exit 1.
 Example:
   sidecar-injector policy --config profiles.yaml | kubectl apply -f -`;
 
+const ANNOTATIONS_LIMIT = 256 * 1024;
+/** The annotation's key, kubectl.kubernetes.io/last-applied-configuration, and what kubectl adds to the object's JSON (a newline, `"annotations":{}`). */
+const LAST_APPLIED_OVERHEAD = 48 + 64;
+
 export async function runPolicy(argv: string[], io: CommandIO): Promise<number> {
   const { flags } = parseFlags(POLICY_FLAGS, argv, io.env);
   const format = flags.output as string;
@@ -43,6 +47,15 @@ export async function runPolicy(argv: string[], io: CommandIO): Promise<number> 
   if (!result.ok) {
     for (const p of result.problems) io.err(`sidecar-injector policy: ${p}\n`);
     return 1;
+  }
+  // `kubectl apply` (client-side) keeps the whole object in its last-applied-configuration annotation, and
+  // the API server refuses annotations over 256 KiB in all (k8s.io/apimachinery pkg/api/validation/objectmeta.go,
+  // TotalAnnotationSizeLimitB): seen from 77 profiles on 1.36.3 (test/e2e/policy-scale.e2e.ts). Server-side apply keeps none.
+  for (const o of result.objects) {
+    // As kubectl writes it: Go's encoding/json escapes &, <, >, U+2028 and U+2029 as \u00XX (CEL's && among them).
+    const bytes = Buffer.byteLength(JSON.stringify(o).replace(/[&<>\u2028\u2029]/g, '\\u0000'));
+    if (bytes + LAST_APPLIED_OVERHEAD > ANNOTATIONS_LIMIT)
+      io.err(`sidecar-injector policy: warning: ${o.kind} ${o.metadata.name} is ${bytes} bytes as kubectl writes it: plain \`kubectl apply\` copies it into an annotation, over the API server's ${ANNOTATIONS_LIMIT}-byte limit on annotations; apply with \`kubectl apply --server-side\`\n`);
   }
   if (format === 'json') io.out(`${JSON.stringify({ apiVersion: 'v1', kind: 'List', items: result.objects }, null, 2)}\n`);
   else io.out(result.objects.map((o) => `---\n${stringify(o, { lineWidth: 0 })}`).join(''));

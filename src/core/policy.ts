@@ -28,7 +28,8 @@
  * ValidatingAdmissionPolicy over the same variables. What this release does
  * not compile is refused with its config path, never dropped: resource
  * overrides where the profile does not set both requests and limits of cpu
- * and memory.
+ * and memory; and objects the API server would refuse at write (a CEL
+ * expression over 100,000 characters or nested over 250: celLimitProblems).
  */
 import type { V1Container, V1Volume, V1VolumeMount } from '@kubernetes/client-node';
 import { cel } from './cel-strings.js';
@@ -363,7 +364,7 @@ function namespaceSelector(compiled: CompiledConfig, operator?: 'In' | 'NotIn'):
 }
 
 /** The policies and bindings for the config; refused when it uses what this release does not compile. */
-export function compilePolicy(compiled: CompiledConfig, name: string, version: KubeVersion): PolicyResult {
+export function compilePolicy(compiled: CompiledConfig, name: string, version: KubeVersion, options: { apiServerLimits?: boolean } = {}): PolicyResult {
   const apiVersion = policyApiVersion(version);
   if (!apiVersion) return { ok: false, problems: [`--kube-version ${version.major}.${version.minor}: MutatingAdmissionPolicy needs Kubernetes 1.34 or later (v1beta1 on 1.34–1.35, v1 from 1.36)`] };
   const parts = Object.fromEntries(Object.entries(compiled.config.profiles).map(([n, p]) => [n, partsOf(p)]));
@@ -404,16 +405,107 @@ export function compilePolicy(compiled: CompiledConfig, name: string, version: K
     expression: `!(has(object.metadata.annotations) && ${str(compiled.keys.status)} in object.metadata.annotations)`,
   };
   const namespaces = `${name}-namespaces`;
-  return {
-    ok: true,
-    objects: [
-      policy(namespaces, [notInjected]),
-      binding(namespaces, 'In'),
-      policy(name, [notInjected, ...matchConditionsFor(compiled)]),
-      binding(name, 'NotIn'),
-      ...validatingObjects(compiled, name, variables, labels, objectSelector),
-    ],
+  const objects = [
+    policy(namespaces, [notInjected]),
+    binding(namespaces, 'In'),
+    policy(name, [notInjected, ...matchConditionsFor(compiled)]),
+    binding(name, 'NotIn'),
+    ...validatingObjects(compiled, name, variables, labels, objectSelector),
+  ];
+  // `apiServerLimits: false` only for tests that show the API server's own refusal.
+  const over = options.apiServerLimits === false ? [] : celLimitProblems(objects, Object.keys(compiled.config.profiles).length);
+  return over.length > 0 ? { ok: false, problems: over } : { ok: true, objects };
+}
+
+/**
+ * What the API server refuses at write in every expression it compiles (variables, matchConditions,
+ * mutations, validations): k8s.io/apiserver v0.36.3 parses them with cel-go v0.26.0's parser at its
+ * defaults (parser/parser.go NewParser: expressionSizeCodePointLimit 100_000, maxRecursionDepth 250),
+ * seen on kube-apiserver 1.36.3 at 100 and 200 profiles (test/e2e/policy-scale.e2e.ts):
+ * "expression code point size exceeds limit: size: 123989, limit 100000" and "expression recursion
+ * limit exceeded: 250".
+ */
+export const CEL_EXPRESSION_CODE_POINTS = 100_000;
+export const CEL_RECURSION_DEPTH = 250;
+
+/**
+ * The deepest nesting of CEL's `expr` grammar rule in `expression`, which cel-go's parser counts
+ * (parser/parser.go recursionListener, one counter per rule): the expression itself, one more inside
+ * each parenthesis, call or list/map/message literal, and one more in each ternary's else branch
+ * (`expr: conditionalOr ('?' conditionalOr ':' expr)?`); an empty `[]`, `{}` or `f()` holds none.
+ * byProfile's chain adds 2 per profile. Checked against that parser over test/helpers/scale-configs.ts.
+ */
+export function celExprDepth(expression: string): number {
+  // Per open bracket: ternaries whose ':' is still to come, and those whose else branch we are in.
+  const outer: { pending: number; active: number }[] = [];
+  let frame = { pending: 0, active: 0 };
+  let depth = 1;
+  let max = 1;
+  for (let i = 0; i < expression.length; i++) {
+    const ch = expression.charAt(i);
+    if (ch === '"' || ch === "'") {
+      // A string literal: skipped whole (triple-quoted or not; raw strings have no escapes).
+      const raw = i > 0 && /[rR]/.test(expression.charAt(i - 1)) && !/[\w.]/.test(expression.charAt(i - 2));
+      const quote = expression.startsWith(ch.repeat(3), i) ? ch.repeat(3) : ch;
+      i += quote.length;
+      while (i < expression.length && !expression.startsWith(quote, i)) i += !raw && expression[i] === '\\' ? 2 : 1;
+      i += quote.length - 1;
+      continue;
+    }
+    if (ch === '(' || ch === '[' || ch === '{') {
+      // Empty (`[]`, `{}`, `f()`): no expr inside.
+      const close = /^\s*[)\]}]/.exec(expression.slice(i + 1, i + 64));
+      if (close) {
+        i += close[0].length;
+        continue;
+      }
+      outer.push(frame);
+      frame = { pending: 0, active: 0 };
+      depth += 1;
+    } else if (ch === ')' || ch === ']' || ch === '}') {
+      depth -= 1 + frame.active;
+      frame = outer.pop() ?? { pending: 0, active: 0 };
+    } else if (ch === ',') {
+      depth -= frame.active;
+      frame.active = 0;
+      frame.pending = 0;
+    } else if (ch === '?') frame.pending += 1;
+    else if (ch === ':' && frame.pending > 0) {
+      frame.pending -= 1;
+      frame.active += 1;
+      depth += 1;
+    }
+    max = Math.max(max, depth);
+  }
+  return max;
+}
+
+/** One line per limit the objects break (the worst expression named), with what to do; none when the API server would accept them. */
+export function celLimitProblems(objects: readonly PolicyObject[], profiles: number): string[] {
+  let longest = { where: '', size: 0 };
+  let deepest = { where: '', depth: 0 };
+  const visit = (v: unknown, where: string): void => {
+    if (Array.isArray(v)) v.forEach((x, i) => visit(x, `${where}[${i}]`));
+    else if (v && typeof v === 'object')
+      for (const [k, x] of Object.entries(v)) {
+        if ((k === 'expression' || k === 'messageExpression') && typeof x === 'string') {
+          const size = [...x].length;
+          const depth = celExprDepth(x);
+          if (size > longest.size) longest = { where: `${where}.${k}`, size };
+          if (depth > deepest.depth) deepest = { where: `${where}.${k}`, depth };
+        } else visit(x, `${where}.${k}`);
+      }
   };
+  for (const o of objects) visit(o.spec, `${o.kind} ${o.metadata.name}: spec`);
+  const todo = 'use fewer profiles in this config, or the webhook (injection.mode: webhook)';
+  return [
+    ...(longest.size > CEL_EXPRESSION_CODE_POINTS
+      ? [`${profiles} profiles compile to a CEL expression of ${longest.size} characters (${longest.where}); the API server refuses one over ${CEL_EXPRESSION_CODE_POINTS} (cel-go's parser limit, which k8s.io/apiserver keeps): ${todo}`]
+      : []),
+    ...(deepest.depth > CEL_RECURSION_DEPTH
+      ? [`${profiles} profiles compile to a CEL expression nested ${deepest.depth} deep (${deepest.where}); the API server refuses one over ${CEL_RECURSION_DEPTH} (cel-go's parser recursion limit, which k8s.io/apiserver keeps; each profile nests 2): ${todo}`]
+      : []),
+  ];
 }
 
 /** Every policy here is about pods being created. */
