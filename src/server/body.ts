@@ -18,6 +18,23 @@ function charsetOf(contentType: string): string | undefined {
   return m?.[1]?.toLowerCase();
 }
 
+/**
+ * What express's `req.is('application/json')` accepted (type-is 2): a request that has a body
+ * (Transfer-Encoding, or a numeric Content-Length) and whose media type, before any parameter,
+ * without spaces or tabs around it and in any case, is application/json.
+ */
+export function isJsonRequest(req: IncomingMessage): boolean {
+  const { headers } = req;
+  if (headers['transfer-encoding'] === undefined && Number.isNaN(Number(headers['content-length']))) return false;
+  const value = headers['content-type'];
+  if (!value) return false;
+  const semicolon = value.indexOf(';');
+  return (semicolon === -1 ? value : value.slice(0, semicolon)).replace(OWS_AROUND, '').toLowerCase() === 'application/json';
+}
+
+/** Optional whitespace (RFC 9110 5.6.3: spaces and tabs) at either end. */
+const OWS_AROUND = /^[ \t]+|[ \t]+$/g;
+
 export function readJsonBody(req: IncomingMessage, limit: number): Promise<BodyResult> {
   const charset = charsetOf(req.headers['content-type'] ?? '');
   if (charset !== undefined && !UTF8.test(charset)) {
