@@ -5,23 +5,11 @@
  * (/proc), not the harness's own bookkeeping.
  */
 import { describe, expect, it } from '@jest/globals';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiServer } from './apiserver.js';
+import { processesNaming } from './processes.js';
 
-/** Pids of the processes whose command line names DIR. */
-function processesNaming(dir: string): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${dir}/`);
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map(Number);
-}
 
 describe('the control-plane harness', () => {
   it('a kube-apiserver that cannot start: the error names the flag and the directory, etcd is stopped, the logs stay', async () => {

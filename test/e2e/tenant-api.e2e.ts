@@ -13,7 +13,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -21,6 +21,7 @@ import { stringify } from 'yaml';
 import { ApiServer } from './apiserver.js';
 import { Install, NS, RELEASE } from './install.js';
 import { eventually, namespace } from './pods.js';
+import { processesNaming } from './processes.js';
 
 const CRD_FILE = new URL('../../charts/sidecar-injector/crds/sidecarprofiles.yaml', import.meta.url);
 const CRD = 'sidecarprofiles.sidecar-injector.io';
@@ -287,19 +288,6 @@ describe("RBAC: the chart's roles", () => {
   });
 });
 
-/** Pids of the processes whose command line names DIR (the witness harness.e2e.ts uses). */
-function processesNaming(where: string): number[] {
-  return readdirSync('/proc')
-    .filter((p) => /^\d+$/.test(p))
-    .filter((p) => {
-      try {
-        return readFileSync(`/proc/${p}/cmdline`, 'utf8').includes(`${where}/`);
-      } catch {
-        return false; // gone meanwhile
-      }
-    })
-    .map(Number);
-}
 
 describe('the harness with kube-controller-manager', () => {
   it('stop() ends kube-controller-manager with etcd and kube-apiserver; one that cannot start fails the start, which stops the rest and keeps the logs', async () => {
