@@ -30,7 +30,7 @@ Given files of SidecarProfiles, judges each against CONFIG's tenantProfiles
 limits and the fixed floor (SPEC 9), as the cluster refuses them at write:
 each problem names the profile, the field and the rule.
 
-Examples:
+Example:
   sidecar-injector validate-config config/example.yaml
   sidecar-injector validate-config --config cluster.yaml examples/tenant-profiles/db-proxy.yaml`;
 
