@@ -6,6 +6,7 @@
  */
 import { Agent, request } from 'node:https';
 import { performance } from 'node:perf_hooks';
+import { percentile } from './stats.js';
 
 export interface OpenLoopResult {
   sent: number;
@@ -14,11 +15,6 @@ export interface OpenLoopResult {
   p50: number;
   p99: number;
   max: number;
-}
-
-export function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] ?? NaN;
 }
 
 export interface OpenLoopOptions {

@@ -3,7 +3,6 @@
  * ReplicaSet's pod: generateName, ownerReferences, managedFields, defaulted
  * fields, the projected token volume, and the inject annotation.
  */
-import { serviceAccountTokenVolume } from '../test/fake-apiserver/admission-chain.js';
 import { randomUUID } from 'node:crypto';
 
 export type PayloadName = 'small' | 'large' | 'huge';
@@ -21,6 +20,22 @@ const SHAPES: Record<PayloadName, Shape> = {
   huge: { containers: 5, envPerContainer: 1500, portsPerContainer: 1, mountsPerContainer: 1 },
 };
 
+/**
+ * The `kube-api-access-*` volume the ServiceAccount admission plugin adds before the webhook sees the pod
+ * (Kubernetes docs, "Configure Service Accounts for Pods": a bound token, the cluster's CA, the namespace).
+ */
+const TOKEN_VOLUME = {
+  name: 'kube-api-access-x7k2p',
+  projected: {
+    sources: [
+      { serviceAccountToken: { expirationSeconds: 3607, path: 'token' } },
+      { configMap: { name: 'kube-root-ca.crt', items: [{ key: 'ca.crt', path: 'ca.crt' }] } },
+      { downwardAPI: { items: [{ path: 'namespace', fieldRef: { apiVersion: 'v1', fieldPath: 'metadata.namespace' } }] } },
+    ],
+    defaultMode: 420,
+  },
+};
+
 function container(i: number, shape: Shape): Record<string, unknown> {
   return {
     name: `app-${i}`,
@@ -35,7 +50,7 @@ function container(i: number, shape: Shape): Record<string, unknown> {
     ),
     resources: { requests: { cpu: '100m', memory: '128Mi' }, limits: { cpu: '1', memory: '512Mi' } },
     volumeMounts: [
-      { name: 'kube-api-access-x7k2p', readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' },
+      { name: TOKEN_VOLUME.name, readOnly: true, mountPath: '/var/run/secrets/kubernetes.io/serviceaccount' },
       ...Array.from({ length: shape.mountsPerContainer - 1 }, (_, m) => ({ name: `data-${m}`, mountPath: `/data/${i}/${m}` })),
     ],
     livenessProbe: { httpGet: { path: '/healthz', port: 8000 + i * 10, scheme: 'HTTP' }, timeoutSeconds: 1, periodSeconds: 10, successThreshold: 1, failureThreshold: 3 },
@@ -72,7 +87,7 @@ export function pod(name: PayloadName | Shape): Record<string, unknown> {
     },
     spec: {
       volumes: [
-        serviceAccountTokenVolume('kube-api-access-x7k2p'),
+        TOKEN_VOLUME,
         ...Array.from({ length: extraVolumes }, (_, m) => ({ name: `data-${m}`, emptyDir: {} })),
       ],
       containers: Array.from({ length: shape.containers }, (_, i) => container(i, shape)),
