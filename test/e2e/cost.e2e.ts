@@ -6,7 +6,7 @@
  * webhook for a pod that does not ask (kept out by matchConditions) and for
  * an injected pod; then 16 concurrent creators making 2,000 injected pods,
  * which must all succeed. Printed as a table; written as JSON to
- * $E2E_COST_OUT when set (`npm run bench` does, when KUBE_APISERVER is set).
+ * $E2E_COST_OUT when set (`npm run bench -- --apiserver` does).
  */
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { readFileSync, writeFileSync } from 'node:fs';
