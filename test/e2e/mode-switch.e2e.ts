@@ -88,6 +88,16 @@ function creating(tag: string): Load {
   };
 }
 
+/**
+ * Pods the webhook found injected already (by the policy): its log's admissions, not the decision metric,
+ * which also counts the caBundle probe's Lease request (`unchanged`: not a Pod CREATE; ca-bundle.ts).
+ */
+function podsFoundInjected(): number {
+  return replicas
+    .flatMap((r) => r.proc.lines)
+    .filter((l) => l.msg === 'admission' && l.decision === 'unchanged' && String(l.reason).startsWith('already injected')).length;
+}
+
 /** Waits until the API server has stopped calling the webhook (its configuration gone from the API server's cache). */
 async function webhookQuiet(): Promise<void> {
   await eventually(async () => {
@@ -105,7 +115,7 @@ describe('switching modes under continuous pod creation (docs/policy-mode.md)', 
     await eventually(async () => (await webhookDecisions('injected')) > 0, 'the webhook injecting', 15_000);
     policyObjects = await install.applyPolicy();
     // In force once the webhook sees pods the policy injected already (it then answers "unchanged").
-    await eventually(async () => (await webhookDecisions('unchanged')) > 0, 'the policy injecting before the webhook', 30_000);
+    await eventually(() => podsFoundInjected() > 0, 'the policy injecting before the webhook', 30_000);
     await kas.must('DELETE', MWC);
     await webhookQuiet();
     for (const r of replicas) r.proc.child.kill('SIGTERM');
@@ -129,7 +139,7 @@ describe('switching modes under continuous pod creation (docs/policy-mode.md)', 
     replicas = [await install.startReplica(), await install.startReplica()];
     await Promise.all(replicas.map((r) => install.ready(r)));
     // Called, and finding every pod injected by the policy already.
-    await eventually(async () => (await webhookDecisions('unchanged')) > 0, 'the webhook called', 30_000);
+    await eventually(() => podsFoundInjected() > 0, 'the webhook called', 30_000);
     expect(await webhookDecisions('injected')).toBe(0);
     // helm upgrade back to the default failurePolicy.
     await kas.must('PATCH', MWC, mwc.webhooks.map((_, i) => ({ op: 'replace', path: `/webhooks/${i}/failurePolicy`, value: 'Fail' })), 'application/json-patch+json');
