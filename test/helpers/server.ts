@@ -8,7 +8,7 @@ import { performance } from 'node:perf_hooks';
 import { pino } from 'pino';
 import type { CompiledConfig } from '../../src/core/config.js';
 import type { NamespaceLabels } from '../../src/core/mutate.js';
-import { createApp } from '../../src/server/app.js';
+import { createApp, type AppDeps } from '../../src/server/app.js';
 import { listenHttps, type HttpsListener, type Timeouts } from '../../src/server/listen.js';
 import { generateCertificates, writeCertificates, type CertificateSet } from '../../src/tls/generate.js';
 import { loadTlsPair } from '../../src/tls/load.js';
@@ -43,6 +43,7 @@ export async function startTestServer(
   config: CompiledConfig,
   namespaceLabels: NamespaceLabels = () => undefined,
   timeouts: Timeouts = {},
+  deps: Partial<Pick<AppDeps, 'ready' | 'onAdmission'>> = {},
 ): Promise<TestServer> {
   const { dir, set } = await testCertificates();
   const tls = await loadTlsPair(join(dir, 'tls.crt'), join(dir, 'tls.key'));
@@ -62,6 +63,7 @@ export async function startTestServer(
     logger: pino({ level: 'info' }, sink),
     now: () => performance.now(),
     ready: () => true,
+    ...deps,
   });
   const listener = await listenHttps(app, { port: 0, host: '127.0.0.1', tls: tls.pair, ...timeouts });
   return {
